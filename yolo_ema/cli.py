@@ -1,0 +1,52 @@
+"""`yolo-ema` command: info | prepare | eval | benchmark | export | speed.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``; those modules
+import torch/Ultralytics only inside ``run`` so that ``yolo-ema --help`` and ``yolo-ema prepare`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "info": ("yolo_ema.info", "print versions, where EMA is registered and the configs shipped"),
+    "prepare": ("yolo_ema.data.cli", "prepare a dataset (synthetic | visdrone | coco) for training and evaluation"),
+    "eval": ("yolo_ema.eval.cli", "small-object evaluation: COCO size buckets, tiny buckets, VisDrone protocol"),
+    "benchmark": ("yolo_ema.bench.cli", "baseline vs EMA: train, evaluate, time and write a report"),
+    "export": ("yolo_ema.export.cli", "export a model (onnx | torchscript | openvino) and verify parity"),
+    "speed": ("yolo_ema.bench.speed", "EMA layer speed and memory vs the paper's formulation"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from yolo_ema import __version__
+
+    parser = argparse.ArgumentParser(prog="yolo-ema", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"yolo-ema {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue  # subcommand not built yet in this checkout
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
