@@ -1,0 +1,157 @@
+"""Ground truth and detections in COCO format: loading, checking, per-image truncation, ignore-region filtering.
+
+Ground truth follows the COCO "object detection" format (https://cocodataset.org/#format-data) as written by
+``yolo-ema prepare``: ``images`` [{id, file_name, width, height}], ``categories`` [{id, name}] (YOLO class ``i`` is
+``categories[i]`` once sorted by id), ``annotations`` [{id, image_id, category_id, bbox [x, y, w, h], area,
+iscrowd}], and for VisDrone a top-level ``ignore_regions`` [{id, image_id, bbox, source}] with ``source`` one of
+``"ignored_region"`` (VisDrone category 0), ``"others"`` (category 11) or ``"score0"`` (rows with score 0).
+
+Detections follow the COCO results format (https://cocodataset.org/#format-results):
+[{image_id, category_id, bbox [x, y, w, h], score}].
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from yolo_ema.eval.ignore import in_ignored
+
+IGNORE_SOURCES = ("ignored_region", "others", "score0")
+
+
+def load_gt(gt: str | os.PathLike | dict) -> dict:
+    """Return a deep copy of a COCO ground-truth dict (given as a dict or a path to a json), checked for shape."""
+    where = "<dict>"
+    if isinstance(gt, (str, os.PathLike)):
+        where = os.fspath(gt)
+        try:
+            with open(where, encoding="utf-8") as f:
+                gt = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"ground-truth json not found: {where}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"ground-truth json {where} is not valid JSON: {e}") from None
+    elif isinstance(gt, dict):
+        gt = copy.deepcopy(gt)
+    else:
+        raise TypeError(f"ground truth must be a path or a dict, got {type(gt).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(gt.get(key), list):
+            raise ValueError(
+                f"ground truth {where} has no list {key!r} (COCO format needs images/annotations/categories)"
+            )
+    if not gt["categories"]:
+        raise ValueError(f"ground truth {where} has no categories")
+    img_ids = {im["id"] for im in gt["images"]}
+    cat_ids = {c["id"] for c in gt["categories"]}
+    for im in gt["images"]:
+        for k in ("id", "width", "height"):
+            if k not in im:
+                raise ValueError(f"ground truth {where}: image {im!r} lacks {k!r}")
+    for ann in gt["annotations"]:
+        if ann.get("image_id") not in img_ids:
+            raise ValueError(
+                f"ground truth {where}: annotation {ann.get('id')} refers to unknown image_id {ann.get('image_id')!r}"
+            )
+        if ann.get("category_id") not in cat_ids:
+            raise ValueError(
+                f"ground truth {where}: annotation {ann.get('id')} has unknown category_id {ann.get('category_id')!r}"
+            )
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
+            raise ValueError(f"ground truth {where}: annotation {ann.get('id')} has bad bbox {bbox!r}")
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(bbox[2]) * float(bbox[3]))
+    for reg in gt.get("ignore_regions") or []:
+        if reg.get("image_id") not in img_ids:
+            raise ValueError(
+                f"ground truth {where}: ignore region {reg.get('id')} refers to unknown image_id {reg.get('image_id')!r}"
+            )
+        if reg.get("source", "ignored_region") not in IGNORE_SOURCES:
+            raise ValueError(
+                f"ground truth {where}: ignore region {reg.get('id')} has unknown source {reg.get('source')!r}"
+            )
+    gt["categories"] = sorted(gt["categories"], key=lambda c: c["id"])
+    return gt
+
+
+def check_detections(detections: Iterable[dict], gt: dict) -> list[dict]:
+    """Validate COCO-format detections against ``gt``; return clean copies ``{image_id, category_id, bbox, score}``."""
+    img_ids = {im["id"] for im in gt["images"]}
+    cat_ids = {c["id"] for c in gt["categories"]}
+    out = []
+    for i, d in enumerate(detections):
+        try:
+            image_id, category_id, bbox, score = d["image_id"], d["category_id"], d["bbox"], d["score"]
+        except (KeyError, TypeError):
+            raise ValueError(f"detection #{i} {d!r} lacks image_id/category_id/bbox/score") from None
+        if image_id not in img_ids:
+            raise ValueError(f"detection #{i}: image_id {image_id!r} is not in the ground truth")
+        if category_id not in cat_ids:
+            raise ValueError(
+                f"detection #{i}: category_id {category_id!r} is not in the ground truth categories {sorted(cat_ids)}"
+            )
+        if len(bbox) != 4 or not all(math.isfinite(float(v)) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
+            raise ValueError(f"detection #{i}: bbox {bbox!r} is not a finite [x, y, w, h] with w, h >= 0")
+        if not math.isfinite(float(score)):
+            raise ValueError(f"detection #{i}: score {score!r} is not finite")
+        out.append(
+            {"image_id": image_id, "category_id": category_id, "bbox": [float(v) for v in bbox], "score": float(score)}
+        )
+    return out
+
+
+def truncate_per_image(detections: list[dict], max_dets: int) -> list[dict]:
+    """Keep the ``max_dets`` highest-scoring detections of each image (all classes together, as VisDrone's 500 cap)."""
+    by_image = defaultdict(list)
+    for d in detections:
+        by_image[d["image_id"]].append(d)
+    out = []
+    for dets in by_image.values():
+        dets.sort(key=lambda d: -d["score"])  # stable: ties keep input order
+        out.extend(dets[:max_dets])
+    return out
+
+
+def ignore_regions_by_image(gt: dict, sources: Iterable[str] = IGNORE_SOURCES) -> dict:
+    """``{image_id: (R, 4) array of [x, y, w, h]}`` for the ignore regions of the given sources."""
+    sources = set(sources)
+    regions = defaultdict(list)
+    for reg in gt.get("ignore_regions") or []:
+        if reg.get("source", "ignored_region") in sources:
+            regions[reg["image_id"]].append(reg["bbox"])
+    return {k: np.asarray(v, dtype=np.float64) for k, v in regions.items()}
+
+
+def drop_in_ignored(gt: dict, detections: list[dict], sources: Iterable[str] = IGNORE_SOURCES):
+    """Apply the VisDrone rule: remove GT annotations and detections >= 50% inside the image's ignore regions.
+
+    Returns:
+        ``(gt_filtered, detections_filtered, n_gt_dropped, n_dets_dropped)``; ``gt_filtered`` is a shallow copy of
+        ``gt`` with a new ``annotations`` list.
+    """
+    regions = ignore_regions_by_image(gt, sources)
+
+    def keep(items):
+        by_image = defaultdict(list)
+        for j, it in enumerate(items):
+            by_image[it["image_id"]].append(j)
+        mask = np.ones(len(items), dtype=bool)
+        for image_id, idx in by_image.items():
+            if image_id in regions:
+                boxes = [items[j]["bbox"] for j in idx]
+                mask[idx] = ~in_ignored(boxes, regions[image_id])
+        return [it for it, k in zip(items, mask) if k]
+
+    anns = keep(gt["annotations"])
+    dets = keep(detections)
+    out = dict(gt)
+    out["annotations"] = anns
+    return out, dets, len(gt["annotations"]) - len(anns), len(detections) - len(dets)
