@@ -1,0 +1,91 @@
+"""The prepared OUT layout shared by every dataset, and the files that describe it.
+
+OUT/images/<split>/<file>     hard links to (or copies of) the source images
+OUT/labels/<split>/<stem>.txt YOLO labels: ``cls cx cy w h``, normalised, 6 decimals
+OUT/annotations/<split>.json  COCO-format ground truth for evaluation
+OUT/data.yaml                 Ultralytics data YAML
+OUT/report.json               counts and problems; written last, so its presence marks a complete run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from yolo_ema.data import fsio
+
+REPORT = "report.json"
+
+
+class PrepareError(RuntimeError):
+    """Preparation cannot go on; the message names the culprit (file, folder or value)."""
+
+
+def start(out: Path) -> None:
+    """Create OUT and drop the completion marker, so an interrupted run never looks complete."""
+    fsio.makedirs(out)
+    try:
+        (out / REPORT).unlink(missing_ok=True)
+    except OSError as e:
+        raise fsio.OutputError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    for sub in ("", "annotations"):
+        fsio.remove_temps(out / sub)
+
+
+def split_dirs(out: Path, split: str) -> tuple[Path, Path]:
+    return fsio.makedirs(out / "images" / split), fsio.makedirs(out / "labels" / split)
+
+
+def drop_cache(out: Path, split: str) -> None:
+    """Remove Ultralytics' label cache for a split whose labels changed (it keys on file sizes only)."""
+    (out / "labels" / f"{split}.cache").unlink(missing_ok=True)
+
+
+def _yaml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid YAML flow scalar
+
+
+def write_data_yaml(out: Path, splits: list[str], names: list[str], header: str) -> Path:
+    """Ultralytics data YAML: absolute ``path``, split folders relative to it, ``names`` as {index: name}."""
+    lines = [f"# {h}\n" for h in header.splitlines()]
+    lines.append(f"path: {_yaml_str(str(out))}\n")
+    for split in ("train", "val", "test"):
+        if split in splits:
+            lines.append(f"{split}: images/{split}\n")
+    lines.append("names:\n")
+    lines += [f"  {i}: {_yaml_str(n)}\n" for i, n in enumerate(names)]
+    path = out / "data.yaml"
+    fsio.write_text(path, "".join(lines))
+    return path
+
+
+def write_json(path: Path, obj, compact: bool = True) -> bool:
+    fsio.makedirs(path.parent)
+    if compact:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = json.dumps(obj, indent=1, ensure_ascii=False)
+    return fsio.write_text(path, text + "\n")
+
+
+def finish(out: Path, report: dict) -> dict:
+    """Write report.json last (atomically): from now on OUT is a complete, consistent preparation."""
+    report["complete"] = True
+    write_json(out / REPORT, report, compact=False)
+    return report
+
+
+def progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", mininterval=0.5, dynamic_ncols=True)
+
+
+def rel(path: Path, root: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:
+        return str(path)
