@@ -1,0 +1,59 @@
+"""EMA written directly from the paper's equations: the reference the optimized :class:`yolo_ema.nn.ema.EMA` is
+checked and benchmarked against.
+
+Ouyang et al., "Efficient Multi-Scale Attention Module with Cross-Spatial Learning", ICASSP 2023,
+https://arxiv.org/abs/2305.13563
+
+Every intermediate of the formulation is materialized (the Cg-channel 3x3 convolution, the GroupNorm output, both
+softmax descriptors, two matmuls), as in the authors' code; pooling is ``mean`` instead of adaptive pooling. Same
+parameters and state_dict keys (``conv1x1.*``, ``conv3x3.*``, ``gn.*``) as the optimized module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from yolo_ema.nn.ema import check_factor
+
+
+class PaperEMA(nn.Module):
+    """Efficient Multi-Scale Attention (EMA), the paper's formulation step by step.
+
+    Channels are split into ``factor`` groups. Per group, a 1x1 branch gates the input with directional (H and W)
+    pooled sigmoid attention followed by GroupNorm, a 3x3 branch models local context, and cross-spatial learning
+    combines each branch's softmax-pooled channel descriptor with the other branch's map into one spatial attention
+    map that re-weights the group's input.
+
+    Args:
+        channels (int): Input (and output) channels C.
+        factor (int): Number of groups G; C must be divisible by G. Default 32 as in the official code.
+    """
+
+    def __init__(self, channels: int, factor: int = 32) -> None:
+        super().__init__()
+        check_factor(channels, factor)
+        self.channels = channels
+        self.groups = factor
+        cg = channels // factor
+        self.gn = nn.GroupNorm(cg, cg)
+        self.conv1x1 = nn.Conv2d(cg, cg, kernel_size=1, stride=1, padding=0)
+        self.conv3x3 = nn.Conv2d(cg, cg, kernel_size=3, stride=1, padding=1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, factor={self.groups}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g = self.groups
+        gx = x.reshape(b * g, c // g, h, w)  # (BG, Cg, H, W)
+        x_h = gx.mean(dim=3, keepdim=True)  # (BG, Cg, H, 1)
+        x_w = gx.mean(dim=2, keepdim=True).transpose(2, 3)  # (BG, Cg, W, 1)
+        hw = self.conv1x1(torch.cat([x_h, x_w], dim=2))  # (BG, Cg, H+W, 1)
+        a_h, a_w = torch.split(hw, [h, w], dim=2)  # (BG, Cg, H, 1), (BG, Cg, W, 1)
+        x1 = self.gn(gx * a_h.sigmoid() * a_w.transpose(2, 3).sigmoid())  # (BG, Cg, H, W)
+        x2 = self.conv3x3(gx)  # (BG, Cg, H, W)
+        s1 = x1.mean(dim=(2, 3)).softmax(dim=-1).unsqueeze(1)  # (BG, 1, Cg)
+        s2 = x2.mean(dim=(2, 3)).softmax(dim=-1).unsqueeze(1)  # (BG, 1, Cg)
+        weights = s1 @ x2.reshape(b * g, c // g, h * w) + s2 @ x1.reshape(b * g, c // g, h * w)  # (BG, 1, HW)
+        return (gx * weights.reshape(b * g, 1, h, w).sigmoid()).reshape(b, c, h, w)
