@@ -186,6 +186,9 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, prog
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise PrepareError(f"source folder {source} does not exist")
+    for folder in (*SPLITS.values(), "annotations"):  # before OUT is created: a refused OUT leaves SRC as it was
+        if (source / folder).is_dir() and fsio.inside(out, source / folder):
+            raise PrepareError(f"output folder {out} overlaps source folder {source / folder}; choose another --out")
     layout.start(out)
     found = {}
     for split in SPLITS:

@@ -35,7 +35,11 @@ LISTS = ("malformed_rows", "corrupt_images", "annotations_without_image", "image
 
 
 def find_splits(source: Path, out: Path, splits=None) -> dict[str, Path]:
-    """Map each split present to its folder: ``SRC/<folder>``, else ``SRC/<folder>.zip`` extracted under OUT."""
+    """Map each split present to its folder: ``SRC/<folder>``, else ``SRC/<folder>.zip`` extracted under OUT.
+
+    Problems are later named relative to the folder's parent (``VisDrone2019-DET-train/annotations/x.txt:3``), the
+    same whether the split came from a folder or from its zip.
+    """
     found = {}
     for split, folder in SPLITS.items():
         if splits and split not in splits:
@@ -166,14 +170,18 @@ def prepare(
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise PrepareError(f"source folder {source} does not exist")
+    for folder in SPLITS.values():  # checked before OUT is created, so a refused OUT leaves no trace in SRC
+        if (source / folder).is_dir() and fsio.inside(out, source / folder):
+            raise PrepareError(f"output folder {out} overlaps source folder {source / folder}; choose another --out")
     layout.start(out)
     found = find_splits(source, out, splits)
     report = {"dataset": "visdrone", "source": str(source), "splits": {}, "totals": dict.fromkeys(COUNTS, 0)}
     report.update({k: [] for k in LISTS})
     for split, src in found.items():
-        res, coco = prepare_split(split, src, source, out, progress)
+        res, coco = prepare_split(split, src, src.parent, out, progress)
         layout.write_json(out / "annotations" / f"{split}.json", coco)
-        report["splits"][split] = {"source_folder": layout.rel(src, source), **res["counts"]}
+        origin = src.name if (source / src.name).is_dir() else f"{src.name}.zip"
+        report["splits"][split] = {"source_folder": origin, **res["counts"]}
         for k, v in res["counts"].items():
             report["totals"][k] += v
         for k in LISTS:
