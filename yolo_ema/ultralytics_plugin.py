@@ -33,7 +33,7 @@ VERIFIED = ((8, 4),)  # (major, minor) series whose parser shape was checked
 PARSER_LOCALS = ("ch", "f", "i")  # parse_model locals read while a row is built
 
 _lock = threading.Lock()
-_state: dict = {"registered": False, "problem": None}
+_state: dict = {"registered": False, "problem": None, "parse_code": None}
 
 
 class IncompatibleUltralyticsError(RuntimeError):
@@ -55,6 +55,7 @@ def check_parser(tasks) -> str | None:
     import ultralytics
 
     fn = getattr(tasks, "parse_model", None)
+    fn = getattr(fn, "__wrapped__", fn) if getattr(fn, "_yolo_ema", False) else fn
     code = getattr(fn, "__code__", None)
     if code is None:
         return f"ultralytics {ultralytics.__version__} has no ultralytics.nn.tasks.parse_model function"
@@ -75,9 +76,7 @@ def check_parser(tasks) -> str | None:
 
 def _parser_frame():
     """The frame of the ``parse_model`` call that is building a row right now, or None."""
-    from ultralytics.nn import tasks
-
-    code = tasks.parse_model.__code__
+    code = _state["parse_code"]
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code is code:
@@ -122,15 +121,31 @@ class EMABuilder(nn.Module):
             return EMA(*args)
         loc = frame.f_locals
         ch, f, i = loc["ch"], loc["f"], loc["i"]
-        if not isinstance(f, int):
-            raise ValueError(f"EMA layer {i}: 'from' must be one layer index, got {f!r} (EMA reads a single tensor)")
-        try:
-            c1 = ch[f]
-        except IndexError:
-            raise ValueError(
-                f"EMA layer {i}: 'from' index {f} does not name an earlier layer (layers 0..{i - 1})"
-            ) from None
-        return _ema_from_yaml_args(c1, args, i)
+        check_ema_from(f, i)
+        return _ema_from_yaml_args(ch[f], args, i)
+
+
+def check_ema_from(f, i: int) -> None:
+    """Raise ValueError unless ``from`` value ``f`` of EMA row ``i`` names one earlier layer."""
+    if isinstance(f, bool) or not isinstance(f, int):
+        raise ValueError(f"EMA layer {i}: 'from' must be one layer index, got {f!r} (EMA reads a single tensor)")
+    if not (-i <= f < i or (i == 0 and f == -1)):
+        raise ValueError(f"EMA layer {i}: 'from' index {f} does not name an earlier layer (0..{i - 1} or -1..-{i})")
+
+
+def _validate_rows(parse_model):
+    """Wrap ``parse_model`` so EMA rows with a bad ``from`` fail with the row named, before Ultralytics indexes it."""
+
+    def checked(d, ch, verbose=True):
+        for i, row in enumerate(list(d.get("backbone") or []) + list(d.get("head") or [])):
+            if isinstance(row, (list, tuple)) and len(row) >= 3 and row[2] == "EMA":
+                check_ema_from(row[0], i)
+        return parse_model(d, ch, verbose)
+
+    checked._yolo_ema = True
+    checked.__wrapped__ = parse_model
+    checked.__doc__ = parse_model.__doc__
+    return checked
 
 
 EMABuilder.__name__ = EMABuilder.__qualname__ = "EMA"
@@ -222,6 +237,9 @@ def register() -> bool:
                 f"found {'.'.join(map(str, version))}. The parser shape check passed; proceeding."
             )
         _state["problem"] = problem
+        if not getattr(tasks.parse_model, "_yolo_ema", False):
+            _state["parse_code"] = tasks.parse_model.__code__
+            tasks.parse_model = _validate_rows(tasks.parse_model)
         tasks.EMA = EMABuilder  # parse_model resolves names via the module's globals()
         if hasattr(torch.serialization, "add_safe_globals"):
             torch.serialization.add_safe_globals([EMA])
