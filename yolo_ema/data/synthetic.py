@@ -20,7 +20,7 @@ import numpy as np
 
 from yolo_ema.data import fsio, layout
 
-DEFAULT_IMAGES = 240
+DEFAULT_IMAGES = 100
 DEFAULT_SIZE = 640
 FRACTIONS = (("train", "VisDrone2019-DET-train", 0.75), ("val", "VisDrone2019-DET-val", 0.2))
 TEST = ("test", "VisDrone2019-DET-test-dev")
@@ -57,13 +57,17 @@ def _background(rng: np.random.Generator, w: int, h: int):
         up = Image.fromarray((small * 255).astype(np.uint8)).resize((w + 2 * cell, h + 2 * cell), Image.BILINEAR)
         noise += weight * np.asarray(up, np.float32)[cell : cell + h, cell : cell + w] / 255.0
     ground = np.array(GROUNDS[rng.integers(len(GROUNDS))], np.float32)
-    img = ground * (0.7 + 0.6 * noise)[..., None] + rng.normal(0, 5, (h, w, 1)).astype(np.float32)
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    lum = (0.7 + 0.6 * noise)[..., None]
+    fine = rng.standard_normal((h, w, 1), dtype=np.float32) * 5.0
+    img = lum * ground + fine
+    np.clip(img, 0, 255, out=img)
+    return Image.fromarray(img.astype(np.uint8))
 
 
 def _jitter(rng, rgb, amount=22) -> tuple[int, int, int]:
     shade = rng.uniform(0.8, 1.1)
-    return tuple(int(np.clip(c * shade + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb)
+    noise = rng.integers(-amount, amount + 1, 3).tolist()
+    return tuple(min(255, max(0, int(c * shade + n))) for c, n in zip(rgb, noise))
 
 
 def _scenery(rng, draw, w: int, h: int) -> None:
