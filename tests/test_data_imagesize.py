@@ -56,7 +56,7 @@ def test_jpeg_with_trailing_padding_is_accepted(tmp_path):
         ("png.jpg", lambda d: d["png"], "content is PNG but the extension is .jpg"),
         ("jpg.png", lambda d: d["jpg"], "content is JPEG but the extension is .png"),
         ("bmp.jpg", lambda d: d["bmp"], "content is BMP but the extension is .jpg"),
-        ("text.jpg", lambda d: b"hello, not an image" * 10, "not a readable image (UnidentifiedImageError"),
+        ("text.jpg", lambda d: b"hello, not an image" * 10, "not a readable image ("),
     ],
 )
 def test_bad_images_are_rejected_with_a_reason(tmp_path, name, make, reason):
