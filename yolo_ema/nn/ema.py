@@ -16,8 +16,12 @@ formulation it is tested against) with far less work, using three identities of 
 
 Parameters and state_dict keys follow the authors' implementation (``conv1x1.*``, ``conv3x3.*``, ``gn.*``) so their
 checkpoints load with ``strict=True``. Pooling is written as ``mean`` over an axis, which exports to ONNX with dynamic
-spatial sizes (adaptive pooling does not). In eager training the gated branch runs as a custom autograd function that
-recomputes ``y`` in backward instead of keeping it, so forward+backward holds a few copies of the input, not nine.
+spatial sizes (adaptive pooling does not).
+
+Three execution paths share the same algebra: eager inference (in-place temporaries), eager training (a custom autograd
+function that saves only the input and the parameters, recomputes the full-size intermediates in backward and
+back-propagates the small per-channel graph with autograd) and a purely functional graph used while tracing,
+exporting or compiling.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ def check_factor(channels: int, factor: int) -> None:
 
 
 def conv3x3_mean(
-    gx: torch.Tensor, x_h: torch.Tensor, x_w: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    x_h: torch.Tensor, x_w: torch.Tensor, corners: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
     """Spatial mean of ``conv2d(gx, weight, bias, padding=1)`` without computing the convolution.
 
@@ -52,39 +56,72 @@ def conv3x3_mean(
     (j=0: last, j=2: first); where it misses both, the shared corner was subtracted twice and is added back.
 
     Args:
-        gx: input (N, Cin, H, W).
         x_h: ``gx.mean(3)`` (N, Cin, H).
         x_w: ``gx.mean(2)`` (N, Cin, W).
+        corners: ``gx`` at rows (H-1, 0) x columns (W-1, 0), see :func:`_corners` (N, Cin, 2, 2).
         weight: (Cout, Cin, 3, 3). bias: (Cout,).
 
     Returns:
         (N, Cout) spatial mean of the convolution output.
     """
-    h, w = gx.shape[-2:]
+    h, w = x_h.shape[-1], x_w.shape[-1]
     m = x_h.mean(-1)  # (N, Cin) total mean
     zero = torch.zeros_like(m)
     miss_r = torch.stack([x_h[..., -1], zero, x_h[..., 0]], -1) / h  # (N, Cin, 3) share of the row tap i misses
     miss_c = torch.stack([x_w[..., -1], zero, x_w[..., 0]], -1) / w  # (N, Cin, 3) share of the column tap j misses
     taps = m[..., None, None] - miss_r.unsqueeze(-1) - miss_c.unsqueeze(-2)  # (N, Cin, 3, 3)
-    rows = torch.cat([gx[:, :, -1:], gx[:, :, :1]], 2)  # (N, Cin, 2, W) last, first row
-    corners = torch.cat([rows[..., -1:], rows[..., :1]], 3) / (h * w)  # (N, Cin, 2, 2) for taps (0|2, 0|2)
+    w_corner = torch.stack([weight[:, :, 0, 0], weight[:, :, 0, 2], weight[:, :, 2, 0], weight[:, :, 2, 2]], -1)
     out = taps.flatten(1) @ weight.flatten(1).t()  # (N, Cout)
-    return out + corners.flatten(1) @ weight[:, :, ::2, ::2].flatten(1).t() + bias
+    return out + (corners.flatten(1) / (h * w)) @ w_corner.flatten(1).t() + bias  # w_corner (Cout, Cin, 4)
+
+
+def _corners(gx: torch.Tensor) -> torch.Tensor:
+    """``gx[..., (H-1, 0), (W-1, 0)]`` (N, C, 2, 2): the corner each of the four corner taps misses."""
+    rows = torch.cat([gx[:, :, -1:], gx[:, :, :1]], 2)  # (N, C, 2, W) last, first row
+    return torch.cat([rows[..., -1:], rows[..., :1]], 3)  # (N, C, 2, 2)
+
+
+def _descriptors(
+    x_h: torch.Tensor,
+    x_w: torch.Tensor,
+    corners: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w3: torch.Tensor,
+    b3: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Everything EMA needs that is no larger than (BG, Cg, H+W): the directional gates ``a``, the collapsed 3x3
+    taps ``w9``, the GroupNorm branch's channel weights ``q = s2 * gamma`` and the per-group constant.
+
+    Shapes: x_h (N, Cg, H), x_w (N, Cg, W), corners (N, Cg, 2, 2) -> a (N, Cg, H+W), w9 (9, Cg), q (N, Cg),
+    const (N, 1, 1, 1).
+    """
+    n, cg = x_h.shape[:2]
+    pooled = torch.cat([x_h, x_w], 2)  # (N, Cg, H+W)
+    a = torch.baddbmm(b1.view(1, cg, 1), w1.view(1, cg, cg).expand(n, cg, cg), pooled).sigmoid()  # conv1x1, gates
+    s1 = beta.softmax(0)  # (Cg,) softmax of the spatial mean of the GroupNorm output, identity (a)
+    s2 = conv3x3_mean(x_h, x_w, corners, w3, b3).softmax(1)  # (N, Cg), identity (b)
+    w9 = (s1[:, None, None, None] * w3).sum(0).permute(1, 2, 0).reshape(9, cg)  # (9, Cg) collapsed taps
+    q = s2 * gamma  # (N, Cg)
+    const = ((s2 * beta).sum(1) + (s1 * b3).sum()).view(n, 1, 1, 1)  # (N, 1, 1, 1)
+    return a, w9, q, const
 
 
 _TAPS = tuple((i - 1, j - 1) for i in range(3) for j in range(3))  # (row, column) offset of kernel tap 3 * i + j
 
 
-def _rows_cols(d: int, src: bool) -> slice:
-    """Slice of the source (``src``) or destination index range for offset ``d`` under zero padding."""
+def _window(d: int, src: bool) -> slice:
+    """Source (``src``) or destination index range of a shift by ``d`` in {-1, 0, 1} under zero padding."""
     if d == 0:
         return slice(None)
     return slice(1, None) if (d > 0) == src else slice(None, -1)
 
 
 def shift_sum(u: torch.Tensor) -> torch.Tensor:
-    """``out[n, 0, h, w] = sum_k u[n, k, h + di_k, w + dj_k]`` (zero outside), the tap sum of a 3x3 convolution whose
-    per-tap channel contractions ``u`` (N, 9, H, W) were already taken. Functional (pad + slices) for export."""
+    """``out[n, 0, h, w] = sum_k u[n, k, h + di_k, w + dj_k]`` (zero outside): the tap sum of a 3x3 convolution
+    whose per-tap channel contractions ``u`` (N, 9, H, W) are already taken. Functional (pad + slices), for export."""
     up = F.pad(u, (1, 1, 1, 1))  # (N, 9, H+2, W+2)
     ends = (slice(0, -2), slice(1, -1), slice(2, None))
     out = up[:, 4:5, 1:-1, 1:-1]  # (N, 1, H, W) centre tap
@@ -95,82 +132,30 @@ def shift_sum(u: torch.Tensor) -> torch.Tensor:
 
 
 def _shift_sum_(u: torch.Tensor) -> torch.Tensor:
-    """Eager :func:`shift_sum` that adds each tap into its valid window of the output in place (no padded copy)."""
+    """Eager :func:`shift_sum`, adding each tap into its valid window of the output in place (no padded copy)."""
     out = u[:, 4:5].clone()  # (N, 1, H, W)
     for k, (di, dj) in enumerate(_TAPS):
         if k != 4:
-            out[:, :, _rows_cols(di, False), _rows_cols(dj, False)] += u[
-                :, k : k + 1, _rows_cols(di, True), _rows_cols(dj, True)
-            ]
+            out[:, :, _window(di, False), _window(dj, False)] += u[:, k : k + 1, _window(di, True), _window(dj, True)]
     return out
 
 
-class _ShiftSum(torch.autograd.Function):
-    """Autograd for :func:`_shift_sum_`; its backward is the opposite shift of the output gradient per tap."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
-        return _shift_sum_(u)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = g.shape
-        du = g.new_zeros(n, 9, h, w)  # (N, 9, H, W)
-        for k, (di, dj) in enumerate(_TAPS):
-            du[:, k : k + 1, _rows_cols(di, True), _rows_cols(dj, True)] = g[
-                :, :, _rows_cols(di, False), _rows_cols(dj, False)
-            ]
-        return du
-
-
-class _GatedNormSum(torch.autograd.Function):
-    """``z[n, p] = sum_c q[n, c] * rstd[n, c] * (y[n, c, p] - mu[n, c])`` with ``y = gx * a_h * a_w``, where mu and
-    rstd are the per-channel spatial mean and 1/sqrt(var + eps) of y (GroupNorm with one channel per group).
-
-    Shapes: gx (N, Cg, H, W), a_h (N, Cg, H, 1), a_w (N, Cg, 1, W), q (N, Cg) -> z (N, 1, H, W). Only the inputs
-    and per-channel statistics are saved; y is recomputed in backward.
-    """
-
-    @staticmethod
-    def forward(
-        ctx, gx: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor, q: torch.Tensor, eps: float
-    ) -> torch.Tensor:
-        n, cg, h, w = gx.shape
-        yc, mu, rstd = _centred_gate(gx, a_h, a_w, eps)  # (N, Cg, H, W), (N, Cg), (N, Cg)
-        z = torch.bmm((q * rstd).unsqueeze(1), yc.view(n, cg, h * w))  # (N, 1, HW)
-        ctx.save_for_backward(gx, a_h, a_w, q, mu, rstd)
-        return z.view(n, 1, h, w)
-
-    @staticmethod
-    def backward(ctx, gz: torch.Tensor):
-        gx, a_h, a_w, q, mu, rstd = ctx.saved_tensors
-        n, cg, h, w = gx.shape
-        hw = h * w
-        gz = gz.reshape(n, 1, hw)  # (N, 1, HW)
-        gxa_w = gx * a_w  # (N, Cg, H, W)
-        yc = gxa_w * a_h  # (N, Cg, H, W)
-        yc.sub_(mu[..., None, None])
-        # d z / d q_c = rstd_c * sum_p gz_p (y_c - mu_c)
-        gyc = torch.bmm(yc.view(n, cg, hw), gz.transpose(1, 2)).squeeze(-1)  # (N, Cg)
-        dq = rstd * gyc
-        # GroupNorm backward: dy_c = k_c (gz - mean(gz)) - k_c rstd_c^2 (y_c - mu_c) mean(gz (y_c - mu_c)), k = q rstd
-        k = q * rstd  # (N, Cg)
-        coef = -k * rstd * rstd * gyc / hw  # (N, Cg)
-        gzc = gz - gz.mean(-1, keepdim=True)  # (N, 1, HW)
-        dy = yc.mul_(coef[..., None, None])  # (N, Cg, H, W), reuses yc
-        dy.view(n, cg, hw).baddbmm_(k.unsqueeze(-1), gzc)  # += k_c * gzc
-        # y = (gx * a_w) * a_h
-        da_h = gxa_w.mul_(dy).sum(3, keepdim=True)  # (N, Cg, H, 1)
-        dgxa_w = dy.mul_(a_h)  # (N, Cg, H, W)
-        da_w = (dgxa_w * gx).sum(2, keepdim=True)  # (N, Cg, 1, W)
-        dgx = dgxa_w.mul_(a_w)
-        return dgx, da_h, da_w, dq, None
+def _shift_sum_backward(g: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`shift_sum` w.r.t. ``u``: each tap receives the output gradient shifted back (N, 9, H, W)."""
+    n, _, h, w = g.shape
+    du = g.new_zeros(n, 9, h, w)
+    for k, (di, dj) in enumerate(_TAPS):
+        du[:, k : k + 1, _window(di, True), _window(dj, True)] = g[:, :, _window(di, False), _window(dj, False)]
+    return du
 
 
 def _centred_gate(
     gx: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eager, no autograd: ``y - mu`` (a new tensor), mu and 1/sqrt(var + eps) of ``y = gx * a_h * a_w`` per channel."""
+    """Eager, no autograd: ``y - mu`` (a new tensor), mu and 1/sqrt(var + eps) per channel of ``y = gx * a_h * a_w``.
+
+    Shapes: gx (N, Cg, H, W), a_h (N, Cg, H, 1), a_w (N, Cg, 1, W) -> (N, Cg, H, W), (N, Cg), (N, Cg).
+    """
     y = gx * a_w  # (N, Cg, H, W)
     y.mul_(a_h)
     mu = y.mean((2, 3))  # (N, Cg)
@@ -178,6 +163,95 @@ def _centred_gate(
     sq = torch.linalg.vector_norm(y, dim=(2, 3))  # (N, Cg)
     rstd = (sq * sq / (y.shape[2] * y.shape[3]) + eps).rsqrt()  # (N, Cg)
     return y, mu, rstd
+
+
+def _split_gates(a: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, Cg, H+W) gates -> a_h (N, Cg, H, 1), a_w (N, Cg, 1, W)."""
+    a_h, a_w = torch.split(a, [h, w], dim=2)
+    return a_h.unsqueeze(3), a_w.unsqueeze(2)
+
+
+def _attention_eager(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float):
+    """Eager, no autograd: the (N, 1, H, W) attention map and what backward reuses."""
+    n, cg, h, w = gx.shape
+    x_h, x_w, corners = gx.mean(3), gx.mean(2), _corners(gx)  # (N, Cg, H), (N, Cg, W), (N, Cg, 2, 2)
+    a, w9, q, const = _descriptors(x_h, x_w, corners, *params)
+    a_h, a_w = _split_gates(a, h, w)
+    u = torch.bmm(w9.expand(n, 9, cg), gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (N, 9, H, W) per-tap sums
+    yc, _, rstd = _centred_gate(gx, a_h, a_w, eps)  # (N, Cg, H, W)
+    att = _shift_sum_(u).view(n, 1, h * w)  # (N, 1, HW) = s1 . conv3x3(gx)
+    del u
+    att.baddbmm_((q * rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - const
+    att = att.view(n, 1, h, w).add_(const).sigmoid_()  # (N, 1, H, W)
+    return att, yc, rstd, (x_h, x_w, corners, a, w9, q, const)
+
+
+class _EMAFunction(torch.autograd.Function):
+    """Eager training: forward saves only the input and the parameters; backward recomputes the full-size
+    intermediates, differentiates them by hand (GroupNorm, collapsed 3x3, gating) and lets autograd handle the
+    small per-channel graph of :func:`_descriptors`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, groups: int, eps: float, *params: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        gx = x.reshape(b * groups, c // groups, h, w)  # (BG, Cg, H, W)
+        att = _attention_eager(gx, params, eps)[0]
+        ctx.save_for_backward(x, *params)
+        ctx.groups, ctx.eps = groups, eps
+        return (gx * att).view(b, c, h, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, *params = ctx.saved_tensors
+        b, c, h, w = x.shape
+        n, cg, hw = b * ctx.groups, c // ctx.groups, h * w
+        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
+        gout = grad.reshape(n, cg, h, w)  # (BG, Cg, H, W)
+        att, yc, rstd, (x_h, x_w, corners, _, _, _, _) = _attention_eager(gx, params, ctx.eps)
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(True) for t in (x_h, x_w, corners, *params)]
+            a, w9, q, const = _descriptors(*leaves)
+        a_h, a_w = _split_gates(a.detach(), h, w)  # (BG, Cg, H, 1), (BG, Cg, 1, W)
+        k = q.detach() * rstd  # (BG, Cg)
+
+        # out = gx * att
+        tmp = gout * gx  # (BG, Cg, H, W)
+        dlogit = tmp.sum(1, keepdim=True).mul_(att * (1 - att))  # (BG, 1, H, W) through the sigmoid
+        dgx = gout * att  # (BG, Cg, H, W)
+        dconst = dlogit.sum((2, 3), keepdim=True)  # (BG, 1, 1, 1)
+        # collapsed 3x3: logit += shift_sum(w9 @ gx)
+        du = _shift_sum_backward(dlogit).view(n, 9, hw)  # (BG, 9, HW)
+        dw9 = torch.bmm(du, gx.reshape(n, cg, hw).transpose(1, 2)).sum(0)  # (9, Cg)
+        dgx.view(n, cg, hw).baddbmm_(w9.detach().t().expand(n, cg, 9), du)
+        del du
+        # GroupNorm branch: logit += sum_c k_c (y_c - mu_c), y = gx * a_h * a_w
+        gz = dlogit.view(n, 1, hw)  # (BG, 1, HW)
+        gyc = torch.bmm(yc.view(n, cg, hw), gz.transpose(1, 2)).squeeze(-1)  # (BG, Cg) sum_p gz (y - mu)
+        dq = rstd * gyc
+        coef = -k * rstd * rstd * gyc / hw  # (BG, Cg)
+        dy = yc.mul_(coef[..., None, None])  # (BG, Cg, H, W), reuses yc
+        dy.view(n, cg, hw).baddbmm_(k.unsqueeze(-1), gz - gz.mean(-1, keepdim=True))  # GroupNorm backward
+        torch.mul(dy, gx, out=tmp)
+        da_h = torch.matmul(tmp, a_w.transpose(2, 3))  # (BG, Cg, H, 1)
+        da_w = torch.matmul(a_h.transpose(2, 3), tmp)  # (BG, Cg, 1, W)
+        del tmp
+        dgx.addcmul_(dy.mul_(a_w), a_h)
+        del dy
+        da = torch.cat([da_h.squeeze(3), da_w.squeeze(2)], 2)  # (BG, Cg, H+W)
+        grads = torch.autograd.grad([a, w9, q, const], leaves, [da, dw9, dq, dconst], allow_unused=True)
+        dx_h, dx_w, dcorners = grads[:3]
+        if dx_h is not None:
+            dgx.add_((dx_h / w).unsqueeze(3))
+        if dx_w is not None:
+            dgx.add_((dx_w / h).unsqueeze(2))
+        if dcorners is not None:
+            dgx[:, :, -1, -1] += dcorners[..., 0, 0]
+            dgx[:, :, -1, 0] += dcorners[..., 0, 1]
+            dgx[:, :, 0, -1] += dcorners[..., 1, 0]
+            dgx[:, :, 0, 0] += dcorners[..., 1, 1]
+        pgrads = [None if g is None else g.to(p.dtype) for g, p in zip(grads[3:], params)]
+        return (dgx.view(b, c, h, w), None, None, *pgrads)
 
 
 class EMA(nn.Module):
@@ -211,41 +285,40 @@ class EMA(nn.Module):
     def extra_repr(self) -> str:
         return f"channels={self.channels}, factor={self.groups}"
 
+    def _params(self) -> tuple[torch.Tensor, ...]:
+        return (
+            self.conv1x1.weight,
+            self.conv1x1.bias,
+            self.conv3x3.weight,
+            self.conv3x3.bias,
+            self.gn.weight,
+            self.gn.bias,
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n, cg = b * self.groups, c // self.groups
-        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
-        x_h = gx.mean(3)  # (BG, Cg, H)
-        x_w = gx.mean(2)  # (BG, Cg, W)
-        a = self.conv1x1(torch.cat([x_h, x_w], 2).unsqueeze(-1)).sigmoid()  # (BG, Cg, H+W, 1)
-        a_h, a_w = torch.split(a, [h, w], dim=2)  # (BG, Cg, H, 1), (BG, Cg, W, 1)
-        a_w = a_w.transpose(2, 3)  # (BG, Cg, 1, W)
-
-        w3, b3 = self.conv3x3.weight, self.conv3x3.bias
-        s1 = self.gn.bias.softmax(0)  # (Cg,) = softmax of the spatial mean of the GroupNorm output, identity (a)
-        s2 = conv3x3_mean(gx, x_h, x_w, w3, b3).softmax(1)  # (BG, Cg), identity (b)
-        w9 = (s1[:, None, None, None] * w3).sum(0).permute(1, 2, 0).reshape(9, cg)  # (9, Cg) collapsed taps
-        u = torch.matmul(w9, gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (BG, 9, H, W) per-tap channel sums
-        q = s2 * self.gn.weight  # (BG, Cg)
-        const = ((s2 * self.gn.bias).sum(1) + (s1 * b3).sum()).view(n, 1, 1, 1)  # (BG, 1, 1, 1)
-        eps = self.gn.eps
-
+        params, eps = self._params(), self.gn.eps
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
-            # functional graph for tracing / export / compilers
-            y = gx * a_w * a_h  # (BG, Cg, H, W)
-            mu = y.mean((2, 3), keepdim=True)  # (BG, Cg, 1, 1)
-            yc = y - mu  # (BG, Cg, H, W)
-            var = (yc * yc).mean((2, 3))  # (BG, Cg)
-            k = q * (var + eps).rsqrt()  # (BG, Cg)
-            z1 = torch.bmm(k.unsqueeze(1), yc.reshape(n, cg, h * w)).view(n, 1, h, w)  # (BG, 1, H, W) = s2 . x1 - const
-            att = (shift_sum(u) + z1 + const).sigmoid()  # (BG, 1, H, W)
-        elif not torch.is_grad_enabled() or not (x.requires_grad or a.requires_grad or q.requires_grad):
-            # eager inference: temporaries are private, update them in place
-            yc, _, rstd = _centred_gate(gx, a_h, a_w, eps)  # (BG, Cg, H, W)
-            att = _shift_sum_(u).view(n, 1, h * w)  # (BG, 1, HW) = s1 . conv3x3(gx)
-            att.baddbmm_((q * rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . x1 - const
-            att = att.view(n, 1, h, w).add_(const).sigmoid_()  # (BG, 1, H, W)
-        else:
-            # eager training: custom backward recomputes y instead of keeping it
-            att = (_ShiftSum.apply(u) + _GatedNormSum.apply(gx, a_h, a_w, q, eps) + const).sigmoid()  # (BG, 1, H, W)
+            return self._forward_functional(x)
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+            return _EMAFunction.apply(x, self.groups, eps, *params)
+        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
+        att = _attention_eager(gx, params, eps)[0]  # (BG, 1, H, W)
+        return (gx * att).view(b, c, h, w)
+
+    def _forward_functional(self, x: torch.Tensor) -> torch.Tensor:
+        """Same algebra as the eager paths, out of place and without custom autograd: for tracing, ONNX export and
+        torch.compile (and a reference for the hand-written backward)."""
+        b, c, h, w = x.shape
+        n, cg = b * self.groups, c // self.groups
+        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
+        a, w9, q, const = _descriptors(gx.mean(3), gx.mean(2), _corners(gx), *self._params())
+        a_h, a_w = _split_gates(a, h, w)  # (BG, Cg, H, 1), (BG, Cg, 1, W)
+        u = torch.matmul(w9, gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (BG, 9, H, W) per-tap channel sums
+        y = gx * a_w * a_h  # (BG, Cg, H, W)
+        yc = y - y.mean((2, 3), keepdim=True)  # (BG, Cg, H, W)
+        k = q * ((yc * yc).mean((2, 3)) + self.gn.eps).rsqrt()  # (BG, Cg)
+        z1 = torch.matmul(k.unsqueeze(1), yc.reshape(n, cg, h * w)).view(n, 1, h, w)  # s2 . GroupNorm(y) - const
+        att = (shift_sum(u) + z1 + const).sigmoid()  # (BG, 1, H, W)
         return (gx * att).view(b, c, h, w)
