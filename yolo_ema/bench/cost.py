@@ -1,0 +1,156 @@
+"""Model cost: parameters, GFLOPs (two counters) and inference latency, baseline and EMA side by side.
+
+- Parameters are counted on the model as trained (unfused), like Ultralytics' summary.
+- GFLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the fused eval model, batch 1 at ``imgsz``:
+  it sees every matmul/convolution, including the functional calls inside EMA that Ultralytics' thop-based count
+  (``model.info()``) does not see. Both are reported; FLOPs here are 2 x multiply-accumulates, as thop's GFLOPs are.
+  Elementwise ops (sigmoid, softmax, GroupNorm statistics) are counted by neither.
+- Latency: the fused eval models run one after the other in the same process, interleaved (A B, B A, A B, ...) so
+  that machine noise hits both alike; after a warm-up, the median of N timed forward passes, batch 1 at ``imgsz``.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+
+def load_model(model):
+    """The ``nn.Module`` (DetectionModel) behind a path, a cfg YAML or an Ultralytics ``YOLO`` object."""
+    from torch import nn
+
+    if isinstance(model, nn.Module) and not hasattr(model, "predictor"):
+        return model
+    if not hasattr(model, "model"):
+        from ultralytics import YOLO
+
+        model = YOLO(str(model))
+    return model.model
+
+
+def eval_model(model):
+    """A fused, eval-mode, float32 CPU copy of ``model`` (never modifies the original)."""
+    m = copy.deepcopy(load_model(model)).float().cpu()
+    if hasattr(m, "fuse"):
+        m = m.fuse(verbose=False) if "verbose" in m.fuse.__code__.co_varnames else m.fuse()
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def count_params(model) -> int:
+    """Number of parameters of ``model`` (unfused, as trained)."""
+    return sum(p.numel() for p in load_model(model).parameters())
+
+
+def _input(imgsz: int, batch: int = 1):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(batch, 3, imgsz, imgsz, generator=g)
+
+
+def count_flops(module, x) -> int:
+    """FLOPs of one forward of ``module`` on ``x`` (inference mode), by ``FlopCounterMode``."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        module(x)
+    return int(counter.get_total_flops())
+
+
+def model_flops(model, imgsz: int) -> int:
+    """FLOPs of the fused eval model, batch 1 at ``imgsz`` x ``imgsz``."""
+    return count_flops(eval_model(model), _input(imgsz))
+
+
+def thop_gflops(model, imgsz: int) -> float | None:
+    """Ultralytics' own (thop) GFLOPs of the fused model at ``imgsz``; None if thop is unavailable or fails."""
+    from ultralytics.utils.torch_utils import get_flops
+
+    g = get_flops(eval_model(model), imgsz)
+    return float(g) if g else None
+
+
+def ema_layers(model) -> list:
+    """The EMA modules inside ``model``, in order."""
+    from yolo_ema.nn.ema import EMA
+
+    try:
+        from yolo_ema.nn.ema_paper import PaperEMA
+    except ImportError:  # pragma: no cover - optional reference module
+        PaperEMA = EMA
+    return [m for m in load_model(model).modules() if isinstance(m, (EMA, PaperEMA))]
+
+
+def ema_own_cost(model, imgsz: int) -> dict:
+    """Params and FLOPs of the EMA layers alone, each run in isolation on the input it gets inside ``model``."""
+    import torch
+
+    m = eval_model(model)
+    layers = ema_layers(m)
+    inputs = {}
+    hooks = [
+        lay.register_forward_pre_hook(lambda mod, a, i=i: inputs.setdefault(i, a[0])) for i, lay in enumerate(layers)
+    ]
+    try:
+        with torch.inference_mode():
+            m(_input(imgsz))
+    finally:
+        for h in hooks:
+            h.remove()
+    flops = sum(count_flops(lay, inputs[i].clone()) for i, lay in enumerate(layers))
+    return {"layers": len(layers), "params": sum(p.numel() for lay in layers for p in lay.parameters()), "flops": flops}
+
+
+def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5) -> dict:
+    """Interleaved batch-1 forward timings of fused eval models; ``{label: {median_ms, q1_ms, q3_ms, runs}}``."""
+    import torch
+
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"latency needs runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    mods = {k: eval_model(v) for k, v in models.items()}
+    x = _input(imgsz)
+    labels = list(mods)
+    samples = {k: [] for k in labels}
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            order = labels if i % 2 == 0 else labels[::-1]
+            for k in order:
+                t0 = time.perf_counter()
+                mods[k](x)
+                dt = (time.perf_counter() - t0) * 1000
+                if i >= warmup:
+                    samples[k].append(dt)
+    out = {}
+    for k, s in samples.items():
+        q = statistics.quantiles(s, n=4) if len(s) > 1 else [s[0]] * 3
+        out[k] = {"median_ms": statistics.median(s), "q1_ms": q[0], "q3_ms": q[2], "runs": len(s)}
+    return out
+
+
+def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, progress=print) -> dict:
+    """Params, GFLOPs (flop counter and thop), EMA layers' own cost and latency for each labelled model."""
+    import torch
+
+    out = {}
+    for label, model in models.items():
+        progress(f"cost: counting params and FLOPs of {label} at imgsz {imgsz}")
+        own = ema_own_cost(model, imgsz)
+        out[label] = {
+            "params": count_params(model),
+            "gflops": model_flops(model, imgsz) / 1e9,
+            "gflops_thop": thop_gflops(model, imgsz),
+            "ema_layers": own["layers"],
+            "ema_params": own["params"],
+            "ema_gflops": own["flops"] / 1e9,
+            "imgsz": imgsz,
+        }
+    progress(f"cost: timing {', '.join(models)} interleaved ({warmup} warm-up + {runs} runs each, batch 1)")
+    for label, t in latency(models, imgsz, runs=runs, warmup=warmup).items():
+        out[label]["latency"] = {**t, "threads": torch.get_num_threads(), "device": "cpu"}
+    return out
