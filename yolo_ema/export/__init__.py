@@ -1,0 +1,10 @@
+"""Export EMA models (ONNX, TorchScript, OpenVINO) through Ultralytics and verify them against PyTorch (issue #4).
+
+- :mod:`yolo_ema.export.exporting`: atomic export wrapper around ``YOLO.export``.
+- :mod:`yolo_ema.export.graph`: operator inventory of exported graphs (standard ops only, no ATen/custom fallbacks).
+- :mod:`yolo_ema.export.backends`: run an exported model on raw tensors (onnxruntime, TorchScript, OpenVINO).
+- :mod:`yolo_ema.export.parity`: raw-head and post-NMS parity against PyTorch, with a printed table.
+- :mod:`yolo_ema.export.cli`: ``yolo-ema export``.
+
+Submodules import torch/Ultralytics lazily where ``yolo-ema --help`` reaches them.
+"""

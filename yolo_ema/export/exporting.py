@@ -1,0 +1,135 @@
+"""Export a trained model through Ultralytics' own exporter and move the artifact into place atomically.
+
+``YOLO.export`` writes next to the weights it loaded, in place. We link (or copy) the weights into a private
+temporary folder beside the destination, export there, and ``os.replace`` the finished file (or OpenVINO folder)
+onto its final name, so a crashed or failed export never leaves a half-written model where a good one was.
+
+Precision: Ultralytics 8.4 maps the deprecated ``half=True`` onto ``quantize=16``. On CPU (8.4.190,
+``Exporter.export_onnx``) ONNX is exported in FP32 and converted afterwards with
+``onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)`` (FP16 weights and compute,
+FP32 inputs/outputs); TorchScript FP16 needs a CUDA device (``model.half()`` is skipped on CPU), so a CPU TorchScript
+export stays FP32; OpenVINO stores FP16-compressed weights (``compress_to_fp16``) and the CPU plugin still computes
+in its default precision. :func:`export` reports the precision actually written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMATS = ("onnx", "torchscript", "openvino")
+
+
+@dataclass
+class ExportResult:
+    """What was exported, where, and in which precision (``fp16``/``fp32`` as written, not as requested)."""
+
+    path: Path
+    format: str
+    imgsz: int
+    batch: int
+    dynamic: bool
+    half_requested: bool
+    precision: str
+    seconds: float
+
+
+def artifact_precision(path: Path, fmt: str) -> str:
+    """``fp16`` when the exported weights are stored in half precision, else ``fp32``."""
+    if fmt == "onnx":
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        f16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+        return "fp16" if f16 else "fp32"
+    if fmt == "torchscript":
+        import torch
+
+        module = torch.jit.load(str(path), map_location="cpu")
+        return "fp16" if any(p.dtype == torch.float16 for p in module.parameters()) else "fp32"
+    xml = next(Path(path).glob("*.xml"))
+    return "fp16" if 'element_type="f16"' in xml.read_text(errors="replace") else "fp32"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _move_into_place(src: Path, dst: Path, scratch: Path) -> None:
+    """Atomically replace ``dst`` by ``src`` (a file, or a folder swapped in with two renames)."""
+    if src.is_dir():
+        old = scratch / "previous"
+        if dst.exists():
+            os.replace(dst, old)
+        os.replace(src, dst)
+    else:
+        os.replace(src, dst)
+
+
+def default_output(model: Path, fmt: str) -> Path:
+    """Where Ultralytics would put the export of ``model``: ``best.onnx``, ``best.torchscript``,
+    ``best_openvino_model/``."""
+    if fmt == "openvino":
+        return model.with_name(f"{model.stem}_openvino_model")
+    return model.with_suffix(f".{fmt}")
+
+
+def export(
+    model: str | Path,
+    format: str = "onnx",
+    imgsz: int = 640,
+    batch: int = 1,
+    dynamic: bool = False,
+    half: bool = False,
+    simplify: bool = True,
+    output: str | Path | None = None,
+) -> ExportResult:
+    """Export ``model`` (a trained ``.pt``) with ``YOLO(model).export`` on CPU and return the artifact.
+
+    Args:
+        model: Ultralytics checkpoint (EMA layers load through the yolo-ema plugin).
+        format: one of :data:`FORMATS`.
+        imgsz, batch: export input shape (the shape of the dummy trace input; fixed unless ``dynamic``).
+        dynamic: dynamic batch, height and width axes.
+        half: request FP16 (``quantize=16``); see the module docstring for what CPU allows.
+        simplify: run onnxslim on ONNX exports (Ultralytics' default is on).
+        output: destination path; default beside ``model`` (:func:`default_output`).
+    """
+    model = Path(model)
+    fmt = format.lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"export format {format!r} is not one of {FORMATS}")
+    if not model.is_file():
+        raise FileNotFoundError(f"model weights not found: {model}")
+    if model.suffix != ".pt":
+        raise ValueError(f"{model}: export needs PyTorch weights (.pt), got {model.suffix!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    dst = Path(output) if output else default_output(model, fmt)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+
+    from ultralytics import YOLO
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.tmp-") as tmp:
+        scratch = Path(tmp)
+        local = scratch / model.name
+        _link_or_copy(model, local)
+        kwargs = dict(format=fmt, imgsz=imgsz, batch=batch, dynamic=dynamic, device="cpu", verbose=False)
+        if fmt == "onnx":
+            kwargs["simplify"] = simplify
+        if half:
+            kwargs["quantize"] = 16
+        produced = Path(YOLO(str(local)).export(**kwargs))
+        if not produced.exists():
+            raise RuntimeError(f"Ultralytics export of {model} to {fmt} reported {produced}, which does not exist")
+        precision = artifact_precision(produced, fmt)
+        _move_into_place(produced, dst, scratch)
+    return ExportResult(dst, fmt, imgsz, batch, dynamic, half, precision, time.perf_counter() - t0)

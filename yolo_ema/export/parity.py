@@ -1,0 +1,395 @@
+"""Parity of an exported model with its PyTorch weights (issue #4, item 2), on real images.
+
+Two checks per (image size, batch) pair the export accepts:
+
+1. **Raw head**: the same letterboxed float32 batch goes through the fused PyTorch model (what ``YOLO.predict``
+   runs) and the exported model; we compare Detect's ``output0`` (B, 4+nc, anchors). Box rows are pixel coordinates
+   that grow with the image, so they are compared in units of the image size; class rows are probabilities.
+   Tolerance 1e-4 for FP32: both sides compute the same FP32 math in a different order (fused BatchNorm, onnxruntime
+   kernel fusion, the EMA layer's functional export branch vs. its in-place eager branch). FP32 rounding is ~6e-8
+   per operation; through ~130 layers, sums of a few thousand terms and a softmax, the observed differences stay
+   around 1e-6, so 1e-4 leaves two orders of margin while still catching a wrong weight, a baked-in shape or a
+   missing operator (which give errors of 1e-2 and more). FP16 artifacts (11-bit mantissa, unit roundoff 4.9e-4)
+   get 5e-2 by default.
+2. **Detections after NMS**: ``YOLO(weights).predict`` and ``YOLO(export).predict`` (Ultralytics' own pre- and
+   post-processing) on the same images, same ``imgsz``, ``conf`` and ``iou``. Boxes are matched one to one within
+   ``px_tol`` pixels (max coordinate difference) and the same class. A box whose score lies within ``margin`` of
+   ``conf`` may legitimately appear on one side only (a 1e-6 score change moves it across the threshold); such
+   boxes are counted as *near* and do not fail the check. Every other box must match.
+
+Images are squared to ``imgsz`` with Ultralytics' letterbox first, so both sides see the very same pixels whatever
+their own letterbox rule (static exports pad to the full square, dynamic ones to a stride multiple).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RAW_TOL = {"fp32": 1e-4, "fp16": 5e-2}
+MARGIN = {"fp32": 1e-3, "fp16": 2e-2}
+IMG_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ParityError(AssertionError):
+    """The exported model disagrees with PyTorch beyond tolerance; the message lists every failing check."""
+
+
+# --- inputs -------------------------------------------------------------------------------------------------------------
+
+
+def synthetic_images(n: int = 4, size: int = 192, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Generated BGR scenes: textured ground with a dozen filled rectangles and discs (not blank tensors)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        img = cv2.GaussianBlur(rng.integers(40, 160, (size, size, 3), dtype=np.uint8), (5, 5), 0)
+        for _ in range(12):
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x, y = (int(v) for v in rng.integers(0, size - 8, 2))
+            w, h = (int(v) for v in rng.integers(6, max(7, size // 5), 2))
+            if rng.random() < 0.5:
+                cv2.rectangle(img, (x, y), (min(size - 1, x + w), min(size - 1, y + h)), colour, -1)
+            else:
+                cv2.circle(img, (x, y), max(3, w // 2), colour, -1)
+        out.append((f"synthetic_{k}", img))
+    return out
+
+
+def _image_files(root: Path) -> list[Path]:
+    if root.is_file() and root.suffix.lower() == ".txt":  # Ultralytics image-list file
+        return [Path(line.strip()) for line in root.read_text().splitlines() if line.strip()]
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_SUFFIXES)
+
+
+def val_image_dirs(data: str | Path) -> list[Path]:
+    """The validation image folders/files named by a YOLO data YAML (``path`` + ``val``)."""
+    import yaml
+
+    data = Path(data)
+    cfg = yaml.safe_load(data.read_text())
+    if not isinstance(cfg, dict) or "val" not in cfg:
+        raise ValueError(f"{data}: not a YOLO data YAML with a 'val' entry")
+    base = Path(cfg.get("path") or data.parent)
+    if not base.is_absolute():
+        base = (data.parent / base).resolve()
+    vals = cfg["val"] if isinstance(cfg["val"], list) else [cfg["val"]]
+    return [p if p.is_absolute() else base / p for p in map(Path, vals)]
+
+
+def load_images(
+    data: str | Path | None = None, images: str | Path | None = None, n: int = 4
+) -> list[tuple[str, np.ndarray]]:
+    """``n`` BGR images: the first of ``images`` (folder/file), else of ``data``'s val split, else generated ones."""
+    import cv2
+
+    if images is None and data is None:
+        return synthetic_images(n)
+    roots = [Path(images)] if images is not None else val_image_dirs(data)
+    files = [f for r in roots if r.exists() for f in _image_files(r)]
+    if not files:
+        raise FileNotFoundError(f"no images found in {', '.join(map(str, roots))}")
+    out = []
+    for f in files[:n]:
+        img = cv2.imread(str(f))
+        if img is None:
+            raise ValueError(f"cannot read image {f}")
+        out.append((f.name, img))
+    while len(out) < n:  # fewer images than asked: reuse them (parity needs full batches)
+        out.append(out[len(out) % len(files)])
+    return out
+
+
+def squared(img: np.ndarray, imgsz: int) -> np.ndarray:
+    """Letterbox ``img`` to exactly ``imgsz`` x ``imgsz`` (Ultralytics' LetterBox, grey padding)."""
+    from ultralytics.data.augment import LetterBox
+
+    return LetterBox(new_shape=(imgsz, imgsz), auto=False)(image=img)
+
+
+def to_input(imgs: list[np.ndarray]) -> np.ndarray:
+    """BGR uint8 HWC images -> float32 RGB (B, 3, H, W) in [0, 1], as Ultralytics' predictor preprocesses."""
+    x = np.stack([im[..., ::-1].transpose(2, 0, 1) for im in imgs])
+    return np.ascontiguousarray(x, dtype=np.float32) / 255.0
+
+
+# --- checks ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dets:
+    """One image's detections: xyxy (n, 4) pixels, scores (n,), classes (n,)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+
+@dataclass
+class Match:
+    """Outcome of matching the detections of one side against the other."""
+
+    n_ref: int = 0
+    n_exp: int = 0
+    matched: int = 0
+    max_px: float = 0.0
+    class_mismatch: int = 0
+    near: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def match_detections(ref: Dets, exp: Dets, conf: float, margin: float, px_tol: float, where: str = "") -> Match:
+    """Match ``exp`` boxes to ``ref`` boxes one to one (same class, max coordinate difference <= ``px_tol``).
+
+    Unmatched boxes scoring below ``conf + margin`` are *near* (threshold crossings); any other unmatched box, and
+    any box whose only geometric match has another class, is a problem.
+    """
+    m = Match(n_ref=len(ref.scores), n_exp=len(exp.scores))
+    used = np.zeros(len(exp.scores), bool)
+    sure = conf + margin
+    for i in np.argsort(-ref.scores):
+        d = np.abs(exp.boxes - ref.boxes[i]).max(1) if len(exp.scores) else np.zeros(0)
+        close = (d <= px_tol) & ~used
+        same = close & (exp.classes == ref.classes[i])
+        if same.any():
+            j = int(np.flatnonzero(same)[np.argmin(d[same])])
+            used[j] = True
+            m.matched += 1
+            m.max_px = max(m.max_px, float(d[j]))
+        elif close.any():
+            m.class_mismatch += 1
+            j = int(np.flatnonzero(close)[np.argmin(d[close])])
+            m.problems.append(
+                f"{where}box {np.round(ref.boxes[i], 1).tolist()} class {int(ref.classes[i])} in PyTorch is class "
+                f"{int(exp.classes[j])} in the export"
+            )
+        elif ref.scores[i] < sure:
+            m.near += 1
+        else:
+            nearest = f"{float(d.min()):.2f}px" if len(d) else "no boxes"
+            m.problems.append(
+                f"{where}PyTorch box {np.round(ref.boxes[i], 1).tolist()} (class {int(ref.classes[i])}, "
+                f"score {ref.scores[i]:.3f}) has no export match within {px_tol}px (nearest {nearest})"
+            )
+    for j in np.flatnonzero(~used):
+        if exp.scores[j] < sure:
+            m.near += 1
+        else:
+            m.problems.append(
+                f"{where}export box {np.round(exp.boxes[j], 1).tolist()} (class {int(exp.classes[j])}, "
+                f"score {exp.scores[j]:.3f}) has no PyTorch match"
+            )
+    return m
+
+
+def _predict(yolo, imgs: list[np.ndarray], imgsz: int, batch: int, conf: float, iou: float) -> list[Dets]:
+    out = []
+    for k in range(0, len(imgs) - batch + 1, batch):
+        results = yolo.predict(
+            imgs[k : k + batch], imgsz=imgsz, batch=batch, conf=conf, iou=iou, device="cpu", verbose=False, save=False
+        )
+        for r in results:
+            b = r.boxes
+            out.append(Dets(b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy().astype(int)))
+    return out
+
+
+@dataclass
+class Row:
+    """One line of the parity table."""
+
+    fmt: str
+    precision: str
+    imgsz: int
+    batch: int
+    tol: float
+    raw_box_px: float = float("nan")
+    raw_box_rel: float = float("nan")
+    raw_score: float = float("nan")
+    det: Match = field(default_factory=Match)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.det.problems
+
+
+@dataclass
+class ParityReport:
+    """All rows, the optional mAP comparison, and the verdict."""
+
+    model: Path
+    exported: Path
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    map_pt: float | None = None
+    map_exp: float | None = None
+    map_tol: float = 0.5
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        out = list(self.problems)
+        for r in self.rows:
+            out += [f"[{r.fmt} {r.imgsz}px batch {r.batch}] {p}" for p in r.problems + r.det.problems]
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and not self.failures
+
+    def table(self) -> str:
+        head = (
+            f"{'format':<12}{'prec':<6}{'imgsz':>6}{'batch':>6}{'raw|dbox|px':>13}{'raw|dbox|/sz':>14}"
+            f"{'raw|dscore|':>13}{'tol':>9}{'dets pt/exp':>13}{'matched':>9}{'max dpx':>9}{'cls!=':>6}{'near':>6}  result"
+        )
+        lines = [f"parity: {self.model} vs {self.exported}", head, "-" * len(head)]
+        for r in self.rows:
+            d = r.det
+            lines.append(
+                f"{r.fmt:<12}{r.precision:<6}{r.imgsz:>6}{r.batch:>6}{r.raw_box_px:>13.2e}{r.raw_box_rel:>14.2e}"
+                f"{r.raw_score:>13.2e}{r.tol:>9.0e}{f'{d.n_ref}/{d.n_exp}':>13}{d.matched:>9}{d.max_px:>9.1e}"
+                f"{d.class_mismatch:>6}{d.near:>6}  {'PASS' if r.ok else 'FAIL'}"
+            )
+        lines += [f"skipped: {s}" for s in self.skipped]
+        if self.map_pt is not None:
+            delta = abs(self.map_exp - self.map_pt)
+            verdict = "PASS" if delta <= self.map_tol else "FAIL"
+            lines.append(
+                f"mAP50-95: PyTorch {self.map_pt:.2f}  export {self.map_exp:.2f}  |delta| {delta:.2f} "
+                f"(tolerance {self.map_tol} points)  {verdict}"
+            )
+        lines.append("PARITY OK" if self.ok else f"PARITY FAILED ({len(self.failures)} problem(s))")
+        return "\n".join(lines)
+
+    def raise_if_failed(self) -> None:
+        if not self.rows:
+            raise ParityError(f"parity of {self.exported}: nothing was checked ({'; '.join(self.skipped)})")
+        if self.failures:
+            raise ParityError(f"parity of {self.exported} with {self.model} FAILED:\n  " + "\n  ".join(self.failures))
+
+
+def _format_of(path: Path) -> str:
+    return {".onnx": "onnx", ".torchscript": "torchscript"}.get(path.suffix, "openvino" if path.is_dir() else "?")
+
+
+def check_parity(
+    model: str | Path,
+    exported: str | Path,
+    images: list[tuple[str, np.ndarray]] | None = None,
+    sizes: tuple[int, ...] = (320, 640),
+    batches: tuple[int, ...] = (1, 2),
+    conf: float = 0.25,
+    iou: float = 0.7,
+    tol: float | None = None,
+    margin: float | None = None,
+    px_tol: float = 1.0,
+    precision: str | None = None,
+    data: str | Path | None = None,
+    map_tol: float = 0.5,
+) -> ParityReport:
+    """Compare ``exported`` with the PyTorch ``model`` at every (size, batch) the export accepts.
+
+    Static exports only accept their own input shape; other pairs are listed under ``skipped``. ``precision``
+    (``fp32``/``fp16``) picks the default ``tol``/``margin``; by default it is read from the artifact. With ``data``,
+    both models are also validated (``YOLO.val``) and their mAP50-95 must agree within ``map_tol`` points.
+    """
+    import torch
+    from ultralytics import YOLO
+
+    from yolo_ema.export.backends import Runner
+    from yolo_ema.export.exporting import artifact_precision
+
+    model, exported = Path(model), Path(exported)
+    fmt = _format_of(exported)
+    precision = precision or artifact_precision(exported, fmt)
+    tol = RAW_TOL[precision] if tol is None else tol
+    margin = MARGIN[precision] if margin is None else margin
+    images = images if images is not None else synthetic_images(max(batches) * 2)
+    report = ParityReport(model, exported, map_tol=map_tol)
+
+    runner = Runner(exported)
+    ref = YOLO(str(model)).model.float().eval().fuse()
+    for imgsz in sizes:
+        sq = [squared(im, imgsz) for _, im in images]
+        for batch in batches:
+            n = len(sq) - len(sq) % batch
+            if n == 0:
+                report.skipped.append(f"{imgsz}px batch {batch}: fewer than {batch} images")
+                continue
+            if not runner.accepts((batch, 3, imgsz, imgsz)):
+                report.skipped.append(
+                    f"{imgsz}px batch {batch}: static export accepts only {tuple(runner.input_shape)}"
+                )
+                continue
+            row = Row(fmt, precision, imgsz, batch, tol)
+            box_px = box_rel = score = 0.0
+            for k in range(0, n, batch):
+                x = to_input(sq[k : k + batch])
+                with torch.inference_mode():
+                    y = ref(torch.from_numpy(x))
+                y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+                try:
+                    e = runner(x)
+                except Exception as err:  # noqa: BLE001 - any runtime failure is a parity failure, named
+                    row.problems.append(f"export failed to run on {tuple(x.shape)}: {type(err).__name__}: {err}")
+                    break
+                if e.shape != y.shape:
+                    row.problems.append(f"output shape {e.shape} != PyTorch {y.shape} for input {tuple(x.shape)}")
+                    break
+                dbox = np.abs(e[:, :4] - y[:, :4]).max()
+                box_px, box_rel = max(box_px, float(dbox)), max(box_rel, float(dbox) / imgsz)
+                score = max(score, float(np.abs(e[:, 4:] - y[:, 4:]).max()))
+            row.raw_box_px, row.raw_box_rel, row.raw_score = box_px, box_rel, score
+            if not np.isfinite([box_rel, score]).all() or max(box_rel, score) > tol:
+                row.problems.append(
+                    f"raw head differs: max |dbox|/imgsz {box_rel:.3e}, max |dscore| {score:.3e} > tolerance {tol:.0e}"
+                )
+            if not row.problems:
+                pt_dets = _predict(YOLO(str(model)), sq[:n], imgsz, batch, conf, iou)
+                ex_dets = _predict(YOLO(str(exported), task="detect"), sq[:n], imgsz, batch, conf, iou)
+                total = Match()
+                for i, (a, b) in enumerate(zip(pt_dets, ex_dets)):
+                    m = match_detections(a, b, conf, margin, px_tol, where=f"image {images[i][0]}: ")
+                    total.n_ref += m.n_ref
+                    total.n_exp += m.n_exp
+                    total.matched += m.matched
+                    total.max_px = max(total.max_px, m.max_px)
+                    total.class_mismatch += m.class_mismatch
+                    total.near += m.near
+                    total.problems += m.problems
+                row.det = total
+            report.rows.append(row)
+
+    if data is not None:
+        report.map_pt, report.map_exp = map_pair(model, exported, data, sizes[-1], max(batches))
+        if abs(report.map_exp - report.map_pt) > map_tol:
+            report.problems.append(
+                f"mAP50-95 {report.map_exp:.2f} (export) vs {report.map_pt:.2f} (PyTorch): "
+                f"differs by more than {map_tol} points"
+            )
+    return report
+
+
+def map_pair(model: Path, exported: Path, data: str | Path, imgsz: int, batch: int) -> tuple[float, float]:
+    """mAP50-95 in points (0-100) of ``model`` and ``exported`` from ``YOLO.val`` on ``data``'s val split.
+
+    The PyTorch model is validated with ``rect=False`` at ``imgsz`` so both see square letterboxed batches (a static
+    export cannot take rectangular ones; Ultralytics forces ``rect=False`` for it).
+    """
+    import tempfile
+
+    from ultralytics import YOLO
+
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-parity-val-") as tmp:
+        common = dict(data=str(data), imgsz=imgsz, batch=batch, device="cpu", plots=False, verbose=False, workers=0)
+        common.update(rect=False, project=tmp, exist_ok=True)
+        a = YOLO(str(model)).val(name="pt", **common)
+        b = YOLO(str(exported), task="detect").val(name="export", **common)
+    return 100 * float(a.box.map), 100 * float(b.box.map)
