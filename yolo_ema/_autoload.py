@@ -33,7 +33,7 @@ class _RegisterAfterImport:
 
         def exec_and_register(module):
             exec_module(module)
-            _register()
+            _register() if enabled() else _explain_disabled()
 
         spec.loader.exec_module = exec_and_register
         return spec
@@ -48,11 +48,21 @@ def _register():
         print(f"yolo-ema: automatic EMA registration failed: {type(e).__name__}: {e}", file=sys.stderr)
 
 
+def _explain_disabled():
+    """Switched off: register nothing, but let a YAML row naming EMA fail with a message that says why."""
+    try:
+        from yolo_ema.ultralytics_plugin import install_disabled_notice
+
+        install_disabled_notice()
+    except Exception:
+        pass
+
+
 def install() -> None:
-    if not enabled() or any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
+    if any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
         return
     if TARGET in sys.modules:
-        _register()
+        _register() if enabled() else _explain_disabled()
     else:
         sys.meta_path.insert(0, _RegisterAfterImport())
 

@@ -19,6 +19,7 @@ Verified with Ultralytics 8.4.x (8.4.190).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from copy import deepcopy
@@ -249,6 +250,33 @@ def register() -> bool:
         if problem:
             LOGGER.warning(f"yolo-ema: EMA rows will fail: {problem}")
         return problem is None
+
+
+class DisabledEMA(nn.Module):
+    """Placeholder for ``EMA`` while auto-registration is switched off: building a row says why it cannot."""
+
+    def __new__(cls, *args):
+        from yolo_ema._autoload import ENV
+
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_name != "parse_model":
+            frame = frame.f_back
+        row = f"EMA layer {frame.f_locals.get('i')} (args {list(args)})" if frame is not None else "EMA"
+        raise RuntimeError(
+            f"{row}: yolo-ema is installed but its automatic registration is switched off ({ENV}="
+            f"{os.environ.get(ENV)!r}). Unset {ENV} or call yolo_ema.register() before building the model."
+        )
+
+
+DisabledEMA.__name__ = DisabledEMA.__qualname__ = "EMA"
+
+
+def install_disabled_notice() -> None:
+    """Put :class:`DisabledEMA` in the parser namespace unless something already provides ``EMA`` there."""
+    from ultralytics.nn import tasks
+
+    if not hasattr(tasks, "EMA"):
+        tasks.EMA = DisabledEMA
 
 
 def registration_status() -> dict:
