@@ -107,22 +107,45 @@ def ema_own_cost(model, imgsz: int) -> dict:
     return {"layers": len(layers), "params": sum(p.numel() for lay in layers for p in lay.parameters()), "flops": flops}
 
 
-def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5) -> dict:
+def torch_device(device: str | None):
+    """``cpu`` | ``0`` | ``cuda:0`` -> torch.device (CUDA only if available, else a clear error)."""
+    import torch
+
+    d = str(device if device is not None else "cpu").strip().lower()
+    if d in ("", "cpu"):
+        return torch.device("cpu")
+    d = d if d.startswith(("cuda", "mps")) else f"cuda:{d.split(',')[0]}"
+    if d.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine (use --device cpu)")
+    return torch.device(d)
+
+
+def _sync(dev) -> None:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: str = "cpu") -> dict:
     """Interleaved batch-1 forward timings of fused eval models; ``{label: {median_ms, q1_ms, q3_ms, runs}}``."""
     import torch
 
     if runs < 1 or warmup < 0:
         raise ValueError(f"latency needs runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    mods = {k: eval_model(v) for k, v in models.items()}
-    x = _input(imgsz)
+    dev = torch_device(device)
+    mods = {k: eval_model(v).to(dev) for k, v in models.items()}
+    x = _input(imgsz).to(dev)
     labels = list(mods)
     samples = {k: [] for k in labels}
     with torch.inference_mode():
         for i in range(warmup + runs):
             order = labels if i % 2 == 0 else labels[::-1]
             for k in order:
+                _sync(dev)
                 t0 = time.perf_counter()
                 mods[k](x)
+                _sync(dev)
                 dt = (time.perf_counter() - t0) * 1000
                 if i >= warmup:
                     samples[k].append(dt)
@@ -133,7 +156,7 @@ def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5) -> dict:
     return out
 
 
-def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, progress=print) -> dict:
+def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: str = "cpu", progress=print) -> dict:
     """Params, GFLOPs (flop counter and thop), EMA layers' own cost and latency for each labelled model."""
     import torch
 
@@ -150,7 +173,7 @@ def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, progress=
             "ema_gflops": own["flops"] / 1e9,
             "imgsz": imgsz,
         }
-    progress(f"cost: timing {', '.join(models)} interleaved ({warmup} warm-up + {runs} runs each, batch 1)")
-    for label, t in latency(models, imgsz, runs=runs, warmup=warmup).items():
-        out[label]["latency"] = {**t, "threads": torch.get_num_threads(), "device": "cpu"}
+    progress(f"cost: timing {', '.join(models)} interleaved on {device} ({warmup} warm-up + {runs} runs each, batch 1)")
+    for label, t in latency(models, imgsz, runs=runs, warmup=warmup, device=device).items():
+        out[label]["latency"] = {**t, "threads": torch.get_num_threads(), "device": str(torch_device(device))}
     return out
