@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 # Defaults per --data (an explicit option always wins). The synthetic preset is sized to finish in ~15 min on a
-# 2-core CPU: 80 images of 256x256 (60 train / 16 val), 6 epochs at imgsz 256, batch 8, validation only at the end.
+# 2-core CPU: 80 images of 256x256 (60 train / 16 val), 5 epochs at imgsz 256, batch 8, validation only at the end.
 PRESETS = {
-    "synthetic": dict(epochs=6, imgsz=256, batch=8, device="cpu", workers=0, val=False),
+    "synthetic": dict(epochs=5, imgsz=256, batch=8, device="cpu", workers=0, val=False),
     "visdrone": dict(epochs=200, imgsz=640, batch=16, device="0", workers=8, val=True),
     "coco": dict(epochs=300, imgsz=640, batch=32, device="0", workers=8, val=True),
     "folder": dict(epochs=100, imgsz=640, batch=16, device="0", workers=8, val=True),
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", default="yolov8n", help="baseline name; EMA variant = cfg/<name>-ema.yaml (yolov8n)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (synthetic 6, visdrone 200, coco 300)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (synthetic 5, visdrone 200, coco 300)")
     p.add_argument("--imgsz", type=int, default=None, help="train/eval/latency image size (synthetic 256, else 640)")
     p.add_argument("--batch", type=int, default=None, help="batch size (synthetic 8, visdrone 16, coco 32)")
     p.add_argument("--device", default=None, help="cpu | 0 | 0,1 (synthetic cpu, else 0)")

@@ -40,7 +40,7 @@ class Config:
     data: str = "synthetic"
     model: str = "yolov8n"
     seeds: list = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 6
+    epochs: int = 5
     imgsz: int = 256
     batch: int = 8
     device: str = "cpu"
