@@ -144,3 +144,42 @@ def test_parser_survives_arbitrary_bytes(data):
     nonblank = sum(1 for line in text.lstrip("\ufeff").split("\n") if line.strip())
     assert len(rows) + len(errors) == nonblank
     convert(rows, 50, 50, "x.txt")
+
+
+# --- the vectorised split parser must agree with the row-by-row reference ---------------------------------------------
+
+_int = st.integers(-40, 700).map(str)
+_good_int = st.tuples(_int, _int, _pos, _pos, st.sampled_from(["0", "1"]), st.integers(0, 11).map(str), _pos, _pos)
+_clean_file = st.tuples(
+    st.lists(_good_int.map(",".join), max_size=15), st.sampled_from(["\n", "\r\n"]), st.booleans(), st.booleans()
+).map(lambda t: t[1].join(r + ("," if t[2] else "") for r in t[0]) + (t[1] if t[3] else ""))
+_messy_file = st.lists(st.one_of(_good, _bad, st.just(""), _good_int.map(",".join)), max_size=12).map("\n".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(_clean_file, _clean_file, _messy_file, st.none()), max_size=6))
+def test_split_parser_and_converter_agree_with_the_row_by_row_reference(files):
+    from yolo_ema.data.visdrone_batch import convert_split, parse_split
+
+    datas = [f.encode("utf-8", "surrogatepass") if f is not None else None for f in files]
+    names = [f"d/f{i}.txt" for i in range(len(files))]
+    sp = parse_split(datas, names)
+    ref_rows, ref_errors, ref_labels, ref_ignores = [], [], [], []
+    for i, d in enumerate(datas):
+        rows, errors = parse(d, names[i]) if d is not None else ([], [])
+        ref_rows += [(i, r.line, *r[:8]) for r in rows]
+        ref_errors += errors
+        conv = convert(rows, 640, 360, names[i])
+        ref_labels.append(conv.labels)
+        ref_ignores += [(i, *box, src) for box, src, _ in conv.ignores]
+        ref_errors += conv.errors
+    assert [(int(f), int(ln), *v) for f, ln, v in zip(sp.file, sp.line, sp.values.tolist())] == ref_rows
+    n = len(files)
+    out = convert_split(sp, __import__("numpy").full(n, 640), __import__("numpy").full(n, 360), names)
+    assert out.labels == ref_labels
+    assert sorted(sp.errors + out.errors) == sorted(ref_errors)
+    g = out.ignores
+    from yolo_ema.data.visdrone_batch import SOURCES
+
+    got_ign = [(int(f), x, y, w, h, SOURCES[s]) for f, x, y, w, h, s in zip(g["file"], *(g[k].tolist() for k in "xywh"), g["source"].tolist())]  # fmt: skip
+    assert got_ign == ref_ignores

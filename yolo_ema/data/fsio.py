@@ -23,19 +23,38 @@ def _tmp(path: str) -> str:
     return os.path.join(d, f"{TMP_PREFIX}{os.getpid()}.{name}")
 
 
+def _read_prefix(path: str, n: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks, left = [], n
+        while left > 0:
+            b = os.read(fd, left)
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> bool:
     """Write ``data`` to ``path`` atomically unless it already holds exactly that; return True if written."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            if f.read(len(data) + 1) == data:
-                return False
-    except FileNotFoundError:
-        pass
+    if _read_prefix(path, len(data) + 1) == data:
+        return False
     tmp = _tmp(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -66,6 +85,13 @@ def link_or_copy(src: str, dst: str, src_stat: os.stat_result | None = None) -> 
 
     Returns True if ``dst`` was (re)created, False if it was already right.
     """
+    try:
+        os.link(src, dst)  # a new name appears complete or not at all: no temp file needed
+        return True
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # other filesystem or not allowed: copy below
     st = src_stat or os.stat(src)
     if same_file(st, dst):
         return False

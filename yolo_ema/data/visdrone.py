@@ -8,13 +8,16 @@ COCO ground truth (``ignore_regions``). See yolo_ema/data/visdrone_format.py for
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from yolo_ema.data import archives, fsio, layout
+import numpy as np
+
+from yolo_ema.data import archives, fsio, layout, visdrone_batch
 from yolo_ema.data.imagesize import IMG_EXT, BadImage, read_size
 from yolo_ema.data.layout import PrepareError
-from yolo_ema.data.visdrone_format import NAMES, convert, parse
+from yolo_ema.data.visdrone_format import NAMES
 
 SPLITS = {"train": "VisDrone2019-DET-train", "val": "VisDrone2019-DET-val", "test": "VisDrone2019-DET-test-dev"}
 COUNTS = (
@@ -67,91 +70,110 @@ def _scan(folder: Path, exts) -> dict[str, os.DirEntry]:
         return {}
 
 
-def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress: bool = True) -> tuple[dict, dict]:
-    """Convert one split; return (counts and problem lists, COCO ground truth)."""
+def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress: bool = True) -> tuple[dict, str]:
+    """Convert one split; return (counts and problem lists, COCO ground truth as JSON text).
+
+    Pass 1 reads every image header and annotation file (progress bar), pass 2 parses and converts the whole split at
+    once (visdrone_batch), pass 3 writes labels and links images, skipping what is already right.
+    """
     img_out, lbl_out = layout.split_dirs(out, split)
     images = _scan(src / "images", IMG_EXT)
     anns = {os.path.splitext(n)[0]: e for n, e in _scan(src / "annotations", {".txt"}).items()}
     c = dict.fromkeys(COUNTS, 0)
     lists = {k: [] for k in LISTS}
-    coco_images, coco_anns, coco_ignores, keep_img, keep_lbl, seen = [], [], [], set(), set(), set()
-    changed = False
+    ok, seen = [], set()  # ok: (file name, stem, dir entry, width, height)
+    datas, names = [], []
     for fname in layout.progress(sorted(images), len(images), f"visdrone {split}", progress):
         entry = images[fname]
         stem = os.path.splitext(fname)[0]
-        rel_img = layout.rel(Path(entry.path), source_root)
         if stem in seen:
-            lists["corrupt_images"].append(f"{rel_img}: another image has the same name stem {stem!r}")
+            lists["corrupt_images"].append(f"{layout.rel(Path(entry.path), source_root)}: another image has the same name stem {stem!r}")  # fmt: skip
             continue
         seen.add(stem)
         try:
             w, h = read_size(entry.path)
-        except BadImage as e:
-            lists["corrupt_images"].append(f"{rel_img}: {e}")
-            continue
-        except OSError as e:
-            lists["corrupt_images"].append(f"{rel_img}: unreadable ({e.strerror or e})")
+        except (BadImage, OSError) as e:
+            why = e if isinstance(e, BadImage) else f"unreadable ({e.strerror or e})"
+            lists["corrupt_images"].append(f"{layout.rel(Path(entry.path), source_root)}: {why}")
             continue
         ann = anns.get(stem)
         if ann is None:
-            lists["images_without_annotations"].append(rel_img)
-            labels = ""
+            lists["images_without_annotations"].append(layout.rel(Path(entry.path), source_root))
+            datas.append(None)
+            names.append("")
         else:
-            rel_ann = layout.rel(Path(ann.path), source_root)
             with open(ann.path, "rb") as f:
-                rows, errors = parse(f.read(), rel_ann)
-            conv = convert(rows, w, h, rel_ann)
-            labels = conv.labels
-            image_id = len(coco_images) + 1
-            for cat, box, trunc, occ in conv.boxes:
-                bw, bh = box[2], box[3]
-                coco_anns.append(
-                    {
-                        "id": len(coco_anns) + 1,
-                        "image_id": image_id,
-                        "category_id": cat,
-                        "bbox": box,
-                        "area": bw * bh,
-                        "iscrowd": 0,
-                        "truncation": trunc,
-                        "occlusion": occ,
-                    }
-                )
-            for box, kind, cat in conv.ignores:
-                coco_ignores.append(
-                    {"id": len(coco_ignores) + 1, "image_id": image_id, "category_id": cat, "bbox": box, "source": kind}
-                )
-                c[{"ignored_region": "ignored_regions", "others": "others", "score0": "score0"}[kind]] += 1
-            c["rows"] += len(rows) + len(errors)
-            c["boxes"] += len(conv.boxes)
-            c["boxes_clipped"] += conv.clipped
-            c["boxes_outside_image"] += len(conv.errors)
-            lists["malformed_rows"] += errors + conv.errors
-        coco_images.append(
-            {"id": len(coco_images) + 1, "file_name": f"images/{split}/{fname}", "width": w, "height": h}
-        )
+                datas.append(f.read())
+            names.append(layout.rel(Path(ann.path), source_root))
+        ok.append((fname, stem, entry, w, h))
+    widths = np.array([o[3] for o in ok], np.int64)
+    heights = np.array([o[4] for o in ok], np.int64)
+    parsed = visdrone_batch.parse_split(datas, names)
+    conv = visdrone_batch.convert_split(parsed, widths, heights, names)
+    changed = False
+    for (fname, stem, entry, _, _), labels in zip(ok, conv.labels):
         changed |= fsio.write_text(os.path.join(lbl_out, stem + ".txt"), labels)
         changed |= fsio.link_or_copy(entry.path, os.path.join(img_out, fname), entry.stat())
-        keep_img.add(fname)
-        keep_lbl.add(stem + ".txt")
-    lists["malformed_rows"].sort(key=_line_key)
+    lists["malformed_rows"] = sorted(parsed.errors + conv.errors, key=_line_key)
     lists["annotations_without_image"] = sorted(
         layout.rel(Path(anns[s].path), source_root) for s in anns if s not in seen
     )
+    keep_img = {o[0] for o in ok}
+    keep_lbl = {o[1] + ".txt" for o in ok}
     changed |= bool(fsio.prune(img_out, keep_img)) | bool(fsio.prune(lbl_out, keep_lbl))
     if changed:
         layout.drop_cache(out, split)
+    src_counts = np.bincount(conv.ignores["source"], minlength=3) if len(conv.ignores["source"]) else [0, 0, 0]
+    c["ignored_regions"], c["others"], c["score0"] = (int(n) for n in src_counts)
+    c["rows"] = len(parsed.values) + len(parsed.errors)
+    c["boxes"] = len(conv.boxes["file"])
+    c["boxes_clipped"] = conv.clipped
+    c["boxes_outside_image"] = len(conv.errors)
     for k in LISTS:
         c[k] = len(lists[k])
-    c["images"] = len(coco_images)
-    coco = {
-        "info": {"description": f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)"},
-        "images": coco_images,
-        "categories": [{"id": i + 1, "name": n, "supercategory": "visdrone"} for i, n in enumerate(NAMES)],
-        "annotations": coco_anns,
-        "ignore_regions": coco_ignores,
-    }
-    return {"counts": c, **lists}, coco
+    c["images"] = len(ok)
+    return {"counts": c, **lists}, _coco_json(split, ok, conv)
+
+
+_ANN = (
+    '{"id":%d,"image_id":%d,"category_id":%d,"bbox":[%r,%r,%r,%r],"area":%r,"iscrowd":0,"truncation":%r,"occlusion":%r}'
+)
+_IGN = '{"id":%d,"image_id":%d,"category_id":%d,"bbox":[%r,%r,%r,%r],"source":"%s"}'
+
+
+def _rows(fmt: str, cols: list) -> str:
+    """Comma-joined JSON objects, one ``fmt`` per row, formatted in one call (columns hold JSON-ready numbers)."""
+    n = len(cols[0])
+    if not n:
+        return ""
+    flat = [v for row in zip(*cols) for v in row]
+    return ",".join([fmt] * n) % tuple(flat)
+
+
+def _coco_json(split: str, ok: list, conv) -> str:
+    """COCO ground truth as compact JSON text, built row by row (json.dumps of dicts is the slow part otherwise)."""
+    from yolo_ema.data.visdrone_batch import SOURCES, json_numbers
+
+    dumps = json.dumps
+    images = [
+        f'{{"id":{i},"file_name":{dumps(f"images/{split}/{o[0]}")},"width":{o[3]},"height":{o[4]}}}'
+        for i, o in enumerate(ok, 1)
+    ]
+    b, g = conv.boxes, conv.ignores
+    ann_cols = [range(1, len(b["file"]) + 1), (b["file"] + 1).tolist(), b["category"].astype(np.int64).tolist()]
+    ann_cols += [json_numbers(b[k]) for k in ("x", "y", "w", "h")]
+    ann_cols += [json_numbers(b["w"] * b["h"]), json_numbers(b["truncation"]), json_numbers(b["occlusion"])]
+    ign_cols = [range(1, len(g["file"]) + 1), (g["file"] + 1).tolist(), g["category"].astype(np.int64).tolist()]
+    ign_cols += [json_numbers(g[k]) for k in ("x", "y", "w", "h")] + [[SOURCES[s] for s in g["source"].tolist()]]
+    anns = _rows(_ANN, ann_cols)
+    ignores = _rows(_IGN, ign_cols)
+    info = {"description": f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)"}
+    cats = [{"id": i + 1, "name": n, "supercategory": "visdrone"} for i, n in enumerate(NAMES)]
+    sep = (",", ":")
+    return (
+        f'{{"info":{dumps(info, separators=sep)},"images":[{",".join(images)}],'
+        f'"categories":{dumps(cats, separators=sep)},"annotations":[{anns}],"ignore_regions":[{ignores}]}}\n'
+    )
 
 
 def _line_key(msg: str):
@@ -179,7 +201,8 @@ def prepare(
     report.update({k: [] for k in LISTS})
     for split, src in found.items():
         res, coco = prepare_split(split, src, src.parent, out, progress)
-        layout.write_json(out / "annotations" / f"{split}.json", coco)
+        fsio.makedirs(out / "annotations")
+        fsio.write_text(out / "annotations" / f"{split}.json", coco)
         origin = src.name if (source / src.name).is_dir() else f"{src.name}.zip"
         report["splits"][split] = {"source_folder": origin, **res["counts"]}
         for k, v in res["counts"].items():

@@ -1,0 +1,144 @@
+"""Conversion rate: `yolo-ema prepare visdrone` vs Ultralytics' bare VisDrone conversion loop, on the same files.
+
+The bare loop is the one in Ultralytics' VisDrone.yaml (``visdrone2yolo``), re-implemented step for step: per split,
+put each image into images/<split> (Ultralytics renames it out of the download; here it is hard-linked so the source
+stays intact: one directory-entry syscall either way), then per annotation file open the image with Pillow for its
+size, read the file, split rows, skip score-0 rows, convert with int() and write the label file. It writes no COCO
+JSON, no report, checks nothing and does not clip. Ours does the whole preparation (header + integrity check, parse
+and validate, clip, labels, COCO ground truth with ignore regions, report, atomic writes, images linked).
+
+Both run alternately on a warm page cache, each into a fresh output folder; the median and best rates are printed.
+
+    python scripts/bench_prepare.py                          # synthetic VisDrone-sized source (1360x765, ~55 boxes)
+    python scripts/bench_prepare.py --source /data/VisDrone  # the real VisDrone2019-DET folders
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SPLITS = {"train": "VisDrone2019-DET-train", "val": "VisDrone2019-DET-val", "test": "VisDrone2019-DET-test-dev"}
+
+
+def bare_loop(source: Path, out: Path, splits) -> int:
+    """Ultralytics' visdrone2yolo work, faithfully (images linked instead of moved). Returns images converted."""
+    from PIL import Image
+
+    n = 0
+    for split in splits:
+        source_dir = source / SPLITS[split]
+        images_dir, labels_dir = out / "images" / split, out / "labels" / split
+        labels_dir.mkdir(parents=True, exist_ok=True)
+        if (source_images_dir := source_dir / "images").exists():
+            images_dir.mkdir(parents=True, exist_ok=True)
+            for img in source_images_dir.glob("*.jpg"):
+                os.link(img, images_dir / img.name)  # Ultralytics: img.rename(images_dir / img.name)
+        for f in (source_dir / "annotations").glob("*.txt"):
+            img_size = Image.open(images_dir / f.with_suffix(".jpg").name).size
+            dw, dh = 1.0 / img_size[0], 1.0 / img_size[1]
+            lines = []
+            with open(f, encoding="utf-8") as file:
+                for row in [x.split(",") for x in file.read().strip().splitlines()]:
+                    if row[4] != "0":
+                        x, y, w, h = map(int, row[:4])
+                        cls = int(row[5]) - 1
+                        x_center, y_center = (x + w / 2) * dw, (y + h / 2) * dh
+                        w_norm, h_norm = w * dw, h * dh
+                        lines.append(f"{cls} {x_center:.6f} {y_center:.6f} {w_norm:.6f} {h_norm:.6f}\n")
+            (labels_dir / f.name).write_text("".join(lines), encoding="utf-8")
+            n += 1
+    return n
+
+
+def ours(source: Path, out: Path, splits) -> int:
+    from yolo_ema.data import visdrone
+
+    return visdrone.prepare(source, out, splits=splits, progress=False)["totals"]["images"]
+
+
+def make_source(root: Path, images: int, size: tuple[int, int], objects: tuple[int, int], scenes: int = 16) -> Path:
+    """A VisDrone-format train split of ``images`` VisDrone-sized JPEGs (``scenes`` distinct renders, cycled)."""
+    import numpy as np
+
+    from yolo_ema.data import synthetic
+
+    img_dir, ann_dir = root / SPLITS["train"] / "images", root / SPLITS["train"] / "annotations"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    rendered = []
+    for s in range(scenes):
+        img, text = synthetic.render(np.random.default_rng([99, s]), size[0], size[1], objects)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        rendered.append((buf.getvalue(), text))
+    for i in range(images):
+        data, text = rendered[i % scenes]
+        (img_dir / f"{i:07d}_00000_d_0000001.jpg").write_bytes(data)
+        (ann_dir / f"{i:07d}_00000_d_0000001.txt").write_text(text)
+    return root
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", type=Path, help="VisDrone2019-DET folders (default: a generated VisDrone-sized set)")
+    ap.add_argument("--images", type=int, default=2000, help="generated images (default 2000)")
+    ap.add_argument("--size", default="1360x765", help="generated image size WxH (VisDrone's most common)")
+    ap.add_argument("--objects", default="40,70", help="objects per generated image, min,max (VisDrone: ~53)")
+    ap.add_argument("--splits", nargs="+", default=None, help="splits to convert (default: all present)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs of each (alternating)")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir, removed)")
+    args = ap.parse_args()
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-prepare-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.source:
+            source = args.source.resolve()
+        else:
+            w, h = map(int, args.size.lower().split("x"))
+            lo, hi = map(int, args.objects.split(","))
+            t = time.perf_counter()
+            source = make_source(work / "src", args.images, (w, h), (lo, hi))
+            print(f"generated {args.images} images {w}x{h} in {time.perf_counter() - t:.1f} s under {source}")
+        splits = args.splits or [s for s, f in SPLITS.items() if (source / f / "annotations").is_dir()]
+        rows = sum(
+            f.read_bytes().count(b"\n") for s in splits for f in (source / SPLITS[s] / "annotations").glob("*.txt")
+        )
+        bare_loop(source, work / "warm", splits)  # warm the page cache and the imports
+        ours(source, work / "warm2", splits)
+        rates = {"bare": [], "ours": []}
+        n_img = {}
+        for i in range(args.repeat):
+            for name, fn in (("bare", bare_loop), ("ours", ours)):
+                out = work / f"{name}{i}"
+                t = time.perf_counter()
+                n_img[name] = fn(source, out, splits)
+                rates[name].append(n_img[name] / (time.perf_counter() - t))
+                shutil.rmtree(out)
+        t = time.perf_counter()
+        ours(source, work / "warm2", splits)
+        rerun = n_img["ours"] / (time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        print(f"splits {' '.join(splits)}: {n_img['ours']} images, {rows} annotation rows ({rows / max(1, n_img['ours']):.0f}/image)")  # fmt: skip
+        print(f"Ultralytics bare loop : {med['bare']:8.0f} images/s median, {max(rates['bare']):8.0f} best")
+        print(f"yolo-ema prepare      : {med['ours']:8.0f} images/s median, {max(rates['ours']):8.0f} best")
+        print(f"ratio ours/bare       : {med['ours'] / med['bare']:8.2f} (median), {max(rates['ours']) / max(rates['bare']):.2f} (best)")  # fmt: skip
+        print(f"yolo-ema re-run (no-op): {rerun:7.0f} images/s")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
