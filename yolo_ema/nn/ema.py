@@ -186,6 +186,13 @@ def _attention_eager(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: fl
     return att, yc, rstd, (x_h, x_w, corners, a, w9, q, const)
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 class _EMAFunction(torch.autograd.Function):
     """Eager training: forward saves only the input and the parameters; backward recomputes the full-size
     intermediates, differentiates them by hand (GroupNorm, collapsed 3x3, gating) and lets autograd handle the
@@ -299,6 +306,10 @@ class EMA(nn.Module):
         b, c, h, w = x.shape
         n, cg = b * self.groups, c // self.groups
         params, eps = self._params(), self.gn.eps
+        if _autocast_enabled(x.device.type):
+            # the reductions and GroupNorm statistics stay in fp32 (as autocast does for group_norm); cast back at the end
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.float()).to(x.dtype)
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
             return self._forward_functional(x)
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
