@@ -132,3 +132,30 @@ def test_ultralytics_accepts_every_prepared_label_and_image(tmp_path):
             nm, nf, ne, nc, msg = res[5:]
             assert (nm, nc, msg) == (0, 0, ""), msg
     assert sorted(p.name for p in (out / "images/train").iterdir() if p.name[0] in "zt") == []
+
+
+def test_download_flag_fetches_verifies_and_prepares(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import zipfile
+
+    from yolo_ema.data import catalogue
+
+    src = synthetic.generate(tmp_path / "s", seed=7, images=5, size=128)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    archives = []
+    for folder in ("VisDrone2019-DET-train", "VisDrone2019-DET-val"):
+        z = remote / f"{folder}.zip"
+        with zipfile.ZipFile(z, "w") as zf:
+            for p in sorted((src / folder).rglob("*")):
+                zf.write(p, p.relative_to(src).as_posix())
+        data = z.read_bytes()
+        archives.append({"name": z.name, "url": z.as_uri(), "size": len(data), "md5": hashlib.md5(data).hexdigest()})
+    monkeypatch.setattr(catalogue, "dataset", lambda name, path=None: {"archives": archives})
+    out = tmp_path / "out"
+    assert _cli("visdrone", "--download", "--out", str(out), "--no-progress") == 0
+    assert sorted(p.name for p in (out / "downloads").iterdir()) == [a["name"] for a in archives]
+    assert "visdrone: 5 images" in capsys.readouterr().out  # 4 train + 1 val, from the downloaded zips
+    archives[0]["md5"] = "0" * 32  # a present archive that no longer verifies is refused
+    assert _cli("visdrone", "--download", "--out", str(out), "--no-progress") == 1
+    assert "md5" in capsys.readouterr().err
