@@ -1,0 +1,138 @@
+"""``yolo-ema export``: export a trained model with Ultralytics, check its operators, and optionally verify parity.
+
+Examples::
+
+    yolo-ema export --model runs/detect/train/weights/best.pt --format onnx --dynamic --imgsz 640 \\
+        --check --data data.yaml --sizes 320,640 --batches 1,2
+    yolo-ema export --model best.pt --exported best.onnx --check --images some/images/   # check an existing export
+
+Exit status: 0 when the export (and, with ``--check``, parity) succeeded; 1 when parity failed or the graph holds
+non-standard operators; 2 for bad arguments or missing inputs. Imports stay inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="trained weights (.pt), e.g. runs/detect/train/weights/best.pt")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript", "openvino"))
+    p.add_argument("--imgsz", type=int, default=640, help="export input size (default 640)")
+    p.add_argument("--batch", type=int, default=1, help="export batch size (static unless --dynamic)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width axes")
+    p.add_argument("--half", action="store_true", help="FP16 (on CPU: ONNX converted to FP16; TorchScript stays FP32)")
+    p.add_argument(
+        "--simplify", action=argparse.BooleanOptionalAction, default=True, help="onnxslim the ONNX graph (default on)"
+    )
+    p.add_argument("--output", help="where to write the export (default: beside the weights, Ultralytics' name)")
+    p.add_argument("--exported", help="skip exporting; check this existing export of --model instead (implies --check)")
+    g = p.add_argument_group("parity check")
+    g.add_argument("--check", action="store_true", help="compare the export with PyTorch and fail loudly on mismatch")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--data", help="data YAML: images from its val split, and mAP50-95 of both models compared")
+    src.add_argument("--images", help="folder (or file) of images to check on (default: generated scenes)")
+    g.add_argument("--n-images", type=int, default=4, help="images per check (default 4)")
+    g.add_argument("--sizes", type=_int_list, help="image sizes, e.g. 320,640 (default: imgsz/2,imgsz if dynamic)")
+    g.add_argument("--batches", type=_int_list, help="batch sizes, e.g. 1,2 (default: 1,2 if dynamic, else --batch)")
+    g.add_argument("--conf", type=float, default=0.25, help="confidence threshold for the detection check")
+    g.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold for the detection check")
+    g.add_argument("--tol", type=float, help="raw-head tolerance (default 1e-4 for FP32, 5e-2 for FP16 artifacts)")
+    g.add_argument("--px-tol", type=float, default=1.0, help="max box coordinate difference in pixels (default 1)")
+    g.add_argument("--map-tol", type=float, default=0.5, help="max mAP50-95 difference in points with --data")
+
+
+def default_sizes(imgsz: int, dynamic: bool) -> tuple[int, ...]:
+    """Dynamic exports: half the export size (a multiple of 32, at least 32) and the export size; else the latter."""
+    if not dynamic:
+        return (imgsz,)
+    half = max(32, (imgsz // 2) // 32 * 32)
+    return tuple(sorted({half, imgsz}))
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"yolo-ema export: {msg}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from yolo_ema.export.graph import NonStandardGraphError, check_standard
+
+    model = Path(args.model)
+    if not model.is_file():
+        return _fail(f"error: --model {model} not found", 2)
+    if args.format == "openvino" and importlib.util.find_spec("openvino") is None:
+        return _fail("error: --format openvino needs the openvino package (pip install 'yolo-ema[openvino]')", 2)
+    if args.data and not Path(args.data).is_file():
+        return _fail(f"error: --data {args.data} not found", 2)
+    if args.images and not Path(args.images).exists():
+        return _fail(f"error: --images {args.images} not found", 2)
+
+    if args.exported:
+        exported = Path(args.exported)
+        if not exported.exists():
+            return _fail(f"error: --exported {exported} not found", 2)
+        from yolo_ema.export.backends import Runner
+
+        shape = Runner(exported).input_shape  # the export's own input shape decides the default sizes
+        dynamic = shape[2] is None
+        if not dynamic:
+            args.batch, args.imgsz = shape[0] or args.batch, shape[2]
+        args.check = True
+    else:
+        from yolo_ema.export.exporting import export
+
+        try:
+            res = export(
+                model, args.format, imgsz=args.imgsz, batch=args.batch, dynamic=args.dynamic, half=args.half,
+                simplify=args.simplify, output=args.output,
+            )  # fmt: skip
+        except (FileNotFoundError, ValueError) as e:
+            return _fail(f"error: {e}", 2)
+        exported, dynamic = res.path, res.dynamic
+        shape = "(N, 3, H, W) dynamic" if dynamic else f"({res.batch}, 3, {res.imgsz}, {res.imgsz})"
+        print(f"exported {model} -> {exported} [{res.format}, {res.precision}, input {shape}] in {res.seconds:.1f}s")
+        if args.half and res.precision != "fp16":
+            print(
+                f"note: --half on CPU leaves {res.format} in FP32 (Ultralytics casts TorchScript to FP16 only on CUDA)"
+            )
+
+    try:
+        ops = check_standard(exported)
+    except NonStandardGraphError as e:
+        return _fail(f"FAILED: {e}", 1)
+    kinds = sorted({op if isinstance(op, str) else op[-1] for op in ops})
+    print(f"standard operators only: {len(kinds)} kinds, {sum(ops.values())} nodes: {', '.join(kinds)}")
+    if not args.check:
+        return 0
+
+    from yolo_ema.export.parity import check_parity, load_images
+
+    sizes = args.sizes or default_sizes(args.imgsz, dynamic)
+    batches = args.batches or ((1, 2) if dynamic else (args.batch,))
+    try:
+        images = load_images(data=args.data, images=args.images, n=max(args.n_images, max(batches)))
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(f"error: {e}", 2)
+    report = check_parity(
+        model, exported, images, sizes=sizes, batches=batches, conf=args.conf, iou=args.iou, tol=args.tol,
+        px_tol=args.px_tol, data=args.data, map_tol=args.map_tol,
+    )  # fmt: skip
+    print(report.table())
+    if not report.ok:
+        detail = "\n  ".join(report.failures or [f"nothing checked: {'; '.join(report.skipped)}"])
+        return _fail(f"PARITY FAILED for {exported}:\n  {detail}", 1)
+    return 0
