@@ -16,15 +16,42 @@ from pathlib import Path
 PREDICT_DEFAULTS = {"conf": 0.001, "iou": 0.7, "max_det": 500}
 
 
-def load_model(model):
-    """An Ultralytics ``YOLO`` from a path (``.pt``, ``.onnx``, ``.yaml``, ...) or a ``YOLO``/``Model`` object as is."""
+def _register_ema() -> None:
+    """Make the EMA layer known to Ultralytics (EMA checkpoints and YAMLs need it); plain models do not."""
+    try:
+        # Import the parser module first: with the autoload hook installed this import registers EMA itself, and
+        # calling register() before it would re-enter register() from inside the import (seen to deadlock).
+        import ultralytics.nn.tasks  # noqa: F401
+
+        from yolo_ema import register
+
+        register()
+    except Exception as e:  # an incompatible Ultralytics still evaluates non-EMA models
+        warnings.warn(f"EMA layer not registered with Ultralytics ({e}); EMA models will not load", stacklevel=3)
+
+
+def load_model(model, gt: dict | None = None):
+    """An Ultralytics ``YOLO`` from a path (``.pt``, ``.onnx``, ``.yaml``, ...) or a ``YOLO`` object as is.
+
+    A ``.yaml`` path builds a randomly initialised model; with ``gt`` given, its class count and names are taken from
+    the ground-truth categories (as training on that dataset would set them).
+    """
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        if not path.endswith((".yaml", ".yml")) and not Path(path).exists():
+        is_yaml = path.endswith((".yaml", ".yml"))
+        if not is_yaml and not Path(path).exists():
             raise FileNotFoundError(f"model not found: {path}")
+        _register_ema()
         from ultralytics import YOLO
 
-        return YOLO(path)
+        yolo = YOLO(path)
+        if is_yaml and gt is not None:
+            from ultralytics.nn.tasks import DetectionModel
+
+            cats = sorted(gt["categories"], key=lambda c: c["id"])
+            yolo.model = DetectionModel(path, nc=len(cats), verbose=False)
+            yolo.model.names = {i: c.get("name", str(c["id"])) for i, c in enumerate(cats)}
+        return yolo
     from ultralytics.engine.model import Model
 
     if isinstance(model, Model):
@@ -95,7 +122,7 @@ def iter_predictions(
     max_det: int = PREDICT_DEFAULTS["max_det"],
 ) -> Iterator[list[dict]]:
     """Yield, image by image, the COCO-format detections of ``model`` on the images listed in ``gt``."""
-    yolo = load_model(model)
+    yolo = load_model(model, gt)
     paths = image_paths(gt, data_dir)
     if not paths:
         return

@@ -60,7 +60,7 @@ def iter_sliced_predictions(
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     auto_model, get_sliced_prediction = require_sahi()
-    yolo = load_model(model)
+    yolo = load_model(model, gt)
     paths = image_paths(gt, data_dir)
     cat_ids = class_to_category(gt, yolo.names)
     saved = dict(yolo.overrides)
