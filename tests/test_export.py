@@ -132,7 +132,7 @@ def test_parity_fails_on_perturbed_export(weights, dyn_onnx, images, tmp_path):
     rep = check_parity(weights, bad, images, sizes=(64,), batches=(2,), conf=CONF)
     assert not rep.ok
     assert "raw head differs" in rep.failures[0]
-    assert rep.rows[0].raw_score > 1e-2
+    assert max(rep.rows[0].raw_box_rel, rep.rows[0].raw_score) > 1e-2
     with pytest.raises(ParityError, match="FAILED"):
         rep.raise_if_failed()
 
@@ -151,7 +151,7 @@ def test_cli_fails_loudly(weights, dyn_onnx, tiny_data, capsys):
 def test_match_detections_rules():
     from yolo_ema.export.parity import Dets, match_detections
 
-    ref = Dets(np.array([[0, 0, 10, 10], [20, 20, 30, 30.0]]), np.array([0.9, 0.251]), np.array([0, 1]))
+    ref = Dets(np.array([[0, 0, 10, 10], [20, 20, 30, 30.0]]), np.array([0.9, 0.2505]), np.array([0, 1]))
     exp = Dets(np.array([[0.5, 0, 10, 10.0]]), np.array([0.9]), np.array([0]))
     m = match_detections(ref, exp, conf=0.25, margin=1e-3, px_tol=1.0)
     assert (m.matched, m.near, m.max_px, m.problems) == (1, 1, 0.5, [])
@@ -161,6 +161,14 @@ def test_match_detections_rules():
     exp_cls = Dets(np.array([[0, 0, 10, 10.0]]), np.array([0.9]), np.array([1]))
     m = match_detections(ref, exp_cls, conf=0.25, margin=1e-3, px_tol=1.0)
     assert m.class_mismatch == 1 and "is class 1 in the export" in m.problems[0]
+    # NMS tie: each side kept a different one of two overlapping equal-score boxes that both sides produced pre-NMS
+    a, b = np.array([[0, 0, 10, 10.0]]), np.array([[0, 0, 10, 11.0]])
+    raw = Dets(np.concatenate([a, b]), np.array([0.5, 0.5]), np.array([0, 0]))
+    ref1, exp1 = Dets(a, np.array([0.5]), np.array([0])), Dets(b, np.array([0.5002]), np.array([0]))
+    m = match_detections(ref1, exp1, conf=0.25, margin=1e-3, px_tol=0.5, iou=0.7, ref_raw=raw, exp_raw=raw)
+    assert (m.matched, m.near, m.problems) == (0, 2, [])
+    m = match_detections(ref1, exp1, conf=0.25, margin=1e-3, px_tol=0.5, iou=0.7)  # no pre-NMS evidence: problems
+    assert len(m.problems) == 2
 
 
 @pytest.mark.slow
@@ -209,8 +217,9 @@ def test_torchscript_dynamic_and_half_on_cpu(weights, images, tmp_path):
     rep = check_parity(weights, res.path, images, sizes=(64, 96), batches=(1, 2), conf=CONF)
     print(rep.table())
     assert rep.ok and len(rep.rows) == 4, rep.failures
-    half = export(weights, "torchscript", imgsz=IMGSZ, half=True, output=tmp_path / "h.torchscript")
-    assert half.precision == "fp32"  # Ultralytics 8.4.190 casts TorchScript to FP16 only on CUDA
+    with pytest.raises(ValueError, match="FP16 TorchScript export is only supported on GPU"):
+        export(weights, "torchscript", imgsz=IMGSZ, half=True, output=tmp_path / "h.torchscript")
+    assert not (tmp_path / "h.torchscript").exists()
 
 
 @pytest.mark.slow
@@ -219,25 +228,26 @@ def test_openvino_dynamic(weights, images, tmp_path):
     res = export(weights, "openvino", imgsz=IMGSZ, dynamic=True, output=tmp_path / "m_openvino_model")
     ops = graph.check_openvino_standard(next(res.path.glob("*.xml")))
     assert all(v.startswith("opset") for v, _ in ops)
-    rep = check_parity(weights, res.path, images, sizes=(64, 96), batches=(1, 2), conf=CONF)
+    rep = check_parity(weights, res.path, images, sizes=(64, 96), batches=(2,), conf=CONF)
     print(rep.table())
-    assert rep.ok and len(rep.rows) == 4, rep.failures
+    assert rep.ok and len(rep.rows) == 2, rep.failures
 
 
 @pytest.mark.slow
-def test_export_benchmark_script(dyn_onnx, tmp_path):
+def test_export_benchmark_script(tmp_path):
     import json
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "export_benchmark.py"
     out = tmp_path / "bench.json"
     r = subprocess.run(
-        [sys.executable, str(script), "--ema", str(dyn_onnx), "--base", "yolov8n.yaml", "--imgsz", str(IMGSZ),
-         "--dynamic", "--runs", "5", "--warmup", "1", "--out", str(out)],
+        [sys.executable, str(script), "--ema", str(CFG / "yolov8n-ema.yaml"), "--base", "yolov8n.yaml",
+         "--imgsz", str(IMGSZ), "--runs", "5", "--warmup", "1", "--out", str(out)],
         capture_output=True, text=True, env={**os.environ, "YOLO_OFFLINE": "1"}, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads(out.read_text())
     ema, base = res["models"]["ema"], res["models"]["base"]
-    assert ema["params"] > base["params"]  # EMA adds parameters (and the nc=2 head has fewer than nc=80's)
+    assert ema["params"] > base["params"]  # both nc=80; EMA adds its 1x1/3x3 convs and GroupNorm (some constant-folded)
+    assert ema["bytes"] > base["bytes"] and ema["nodes"] > base["nodes"]
     assert res["latency_ratio"] == pytest.approx(ema["median_ms"] / base["median_ms"])
     assert "latency ratio EMA/baseline (medians)" in r.stdout

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, default=640, help="export input size (default 640)")
     p.add_argument("--batch", type=int, default=1, help="export batch size (static unless --dynamic)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width axes")
-    p.add_argument("--half", action="store_true", help="FP16 (on CPU: ONNX converted to FP16; TorchScript stays FP32)")
+    p.add_argument("--half", action="store_true", help="FP16 (CPU: ONNX and OpenVINO; TorchScript FP16 needs a GPU)")
     p.add_argument(
         "--simplify", action=argparse.BooleanOptionalAction, default=True, help="onnxslim the ONNX graph (default on)"
     )

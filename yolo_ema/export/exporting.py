@@ -7,8 +7,8 @@ onto its final name, so a crashed or failed export never leaves a half-written m
 Precision: Ultralytics 8.4 maps the deprecated ``half=True`` onto ``quantize=16``. On CPU (8.4.190,
 ``Exporter.export_onnx``) ONNX is exported in FP32 and converted afterwards with
 ``onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)`` (FP16 weights and compute,
-FP32 inputs/outputs); TorchScript FP16 needs a CUDA device (``model.half()`` is skipped on CPU), so a CPU TorchScript
-export stays FP32; OpenVINO stores FP16-compressed weights (``compress_to_fp16``) and the CPU plugin still computes
+FP32 inputs/outputs); TorchScript FP16 needs a CUDA device (Ultralytics raises "FP16 TorchScript export is only
+supported on GPU" on CPU, and :func:`export` lets that ValueError through); OpenVINO stores FP16-compressed weights (``compress_to_fp16``) and the CPU plugin still computes
 in its default precision. :func:`export` reports the precision actually written.
 """
 

@@ -15,7 +15,8 @@ Two checks per (image size, batch) pair the export accepts:
    post-processing) on the same images, same ``imgsz``, ``conf`` and ``iou``. Boxes are matched one to one within
    ``px_tol`` pixels (max coordinate difference) and the same class. A box whose score lies within ``margin`` of
    ``conf`` may legitimately appear on one side only (a 1e-6 score change moves it across the threshold); such
-   boxes are counted as *near* and do not fail the check. Every other box must match.
+   boxes are counted as *near* and do not fail the check, as are NMS ties (two overlapping same-class boxes whose
+   scores differ by less than ``margin``: either may survive). Every other box must match.
 
 Images are squared to ``imgsz`` with Ultralytics' letterbox first, so both sides see the very same pixels whatever
 their own letterbox rule (static exports pad to the full square, dynamic ones to a stride multiple).
@@ -144,12 +145,51 @@ class Match:
     problems: list[str] = field(default_factory=list)
 
 
-def match_detections(ref: Dets, exp: Dets, conf: float, margin: float, px_tol: float, where: str = "") -> Match:
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(1)
+    area = lambda b: np.clip(b[..., 2:] - b[..., :2], 0, None).prod(-1)  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def _tied(box, score, cls, other: Dets, other_raw: Dets | None, margin: float, iou: float, px_tol: float) -> bool:
+    """An NMS tie: the other side's *pre-NMS* output holds this box (within ``px_tol``, same class, score within
+    ``margin``), and the other side kept instead an overlapping (IoU > ``iou``) same-class box scoring within
+    ``margin``, so a sub-tolerance score difference decided which one NMS kept. Needs ``other_raw``."""
+    if other_raw is None or not len(other.scores) or not len(other_raw.scores):
+        return False
+    same = (other_raw.classes == cls) & (np.abs(other_raw.scores - score) <= margin)
+    if not (same & (np.abs(other_raw.boxes - box).max(1) <= px_tol)).any():
+        return False
+    rival = (other.classes == cls) & (np.abs(other.scores - score) <= margin)
+    return bool((rival & (_iou(box, other.boxes) > iou)).any())
+
+
+def raw_dets(out: np.ndarray, imgsz: int) -> Dets:
+    """Pre-NMS candidates of one image from Detect's output (4+nc, A): xyxy clipped to the image, top class."""
+    xy, wh = out[:2].T, out[2:4].T
+    boxes = np.clip(np.concatenate([xy - wh / 2, xy + wh / 2], 1), 0, imgsz)
+    return Dets(boxes, out[4:].max(0), out[4:].argmax(0))
+
+
+def match_detections(
+    ref: Dets,
+    exp: Dets,
+    conf: float,
+    margin: float,
+    px_tol: float,
+    iou: float = 0.7,
+    where: str = "",
+    ref_raw: Dets | None = None,
+    exp_raw: Dets | None = None,
+) -> Match:
     """Match ``exp`` boxes to ``ref`` boxes one to one (same class, max coordinate difference <= ``px_tol``).
 
     Unmatched boxes scoring below ``conf + margin`` are *near* (threshold crossings or a flipped top class between
-    near-equal class scores); any other unmatched box, and any confident box whose only geometric match has another
-    class, is a problem.
+    near-equal class scores), as are unmatched boxes that the other side replaced by an overlapping same-class box
+    (IoU > ``iou``) scoring within ``margin`` although its own pre-NMS output (``ref_raw``/``exp_raw``) holds the
+    box: an NMS tie, where a sub-tolerance score difference picked the survivor.
+    Any other unmatched box, and any confident box whose only geometric match has another class, is a problem.
     """
     m = Match(n_ref=len(ref.scores), n_exp=len(exp.scores))
     used = np.zeros(len(exp.scores), bool)
@@ -172,7 +212,9 @@ def match_detections(ref: Dets, exp: Dets, conf: float, margin: float, px_tol: f
                 f"{where}box {np.round(ref.boxes[i], 1).tolist()} class {int(ref.classes[i])} in PyTorch is class "
                 f"{int(exp.classes[j])} in the export"
             )
-        elif ref.scores[i] < sure:
+        elif ref.scores[i] < sure or _tied(
+            ref.boxes[i], ref.scores[i], ref.classes[i], exp, exp_raw, margin, iou, px_tol
+        ):
             m.near += 1
         else:
             nearest = f"{float(d.min()):.2f}px" if len(d) else "no boxes"
@@ -181,7 +223,9 @@ def match_detections(ref: Dets, exp: Dets, conf: float, margin: float, px_tol: f
                 f"score {ref.scores[i]:.3f}) has no export match within {px_tol}px (nearest {nearest})"
             )
     for j in np.flatnonzero(~used):
-        if exp.scores[j] < sure:
+        if exp.scores[j] < sure or _tied(
+            exp.boxes[j], exp.scores[j], exp.classes[j], ref, ref_raw, margin, iou, px_tol
+        ):
             m.near += 1
         else:
             m.problems.append(
@@ -333,6 +377,7 @@ def check_parity(
                 continue
             row = Row(fmt, precision, imgsz, batch, tol)
             box_px = box_rel = score = 0.0
+            ref_raw, exp_raw = [], []
             for k in range(0, n, batch):
                 x = to_input(sq[k : k + batch])
                 with torch.inference_mode():
@@ -346,6 +391,8 @@ def check_parity(
                 if e.shape != y.shape:
                     row.problems.append(f"output shape {e.shape} != PyTorch {y.shape} for input {tuple(x.shape)}")
                     break
+                ref_raw += [raw_dets(o, imgsz) for o in y]
+                exp_raw += [raw_dets(o, imgsz) for o in e]
                 dbox = np.abs(e[:, :4] - y[:, :4]).max()
                 box_px, box_rel = max(box_px, float(dbox)), max(box_rel, float(dbox) / imgsz)
                 score = max(score, float(np.abs(e[:, 4:] - y[:, 4:]).max()))
@@ -359,7 +406,8 @@ def check_parity(
                 ex_dets = _predict(YOLO(str(exported), task="detect"), sq[:n], imgsz, batch, conf, iou)
                 total = Match()
                 for i, (a, b) in enumerate(zip(pt_dets, ex_dets)):
-                    m = match_detections(a, b, conf, margin, px_tol, where=f"image {images[i][0]}: ")
+                    where = f"image {images[i][0]}: "
+                    m = match_detections(a, b, conf, margin, px_tol, iou, where, ref_raw[i], exp_raw[i])
                     total.n_ref += m.n_ref
                     total.n_exp += m.n_exp
                     total.matched += m.matched
