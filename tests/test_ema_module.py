@@ -264,3 +264,22 @@ def test_plain_module_and_ultralytics_fuse():
     wrapper.fuse(verbose=False)
     with torch.no_grad():
         assert (net(x) - before).abs().max().item() <= TOL
+
+
+@pytest.mark.slow
+def test_torch_compile_parity_and_gradients():
+    """torch.compile (inductor) forward at two sizes and input/parameter gradients (slow: compiles twice)."""
+    ref, ours = make_pair(64, 8)
+    compiled = torch.compile(ours)
+    x = torch.randn(2, 64, 12, 10)
+    g = torch.randn_like(x)
+    with torch.no_grad():
+        for shape in ((2, 64, 12, 10), (1, 64, 7, 9)):
+            xi = torch.randn(shape)
+            assert (compiled(xi) - ref(xi)).abs().max().item() <= TOL
+    _, expected = _grads(ref, x, g)
+    xi = x.clone().requires_grad_(True)
+    compiled(xi).backward(g)
+    got = {"input": xi.grad, **{n: p.grad for n, p in ours.named_parameters()}}
+    for name, t in expected.items():
+        assert (got[name] - t).abs().max().item() <= TOL * max(1.0, t.abs().max().item()), name

@@ -100,7 +100,9 @@ def _descriptors(
     """
     n, cg = x_h.shape[:2]
     pooled = torch.cat([x_h, x_w], 2)  # (N, Cg, H+W)
-    a = torch.baddbmm(b1.view(1, cg, 1), w1.view(1, cg, cg).expand(n, cg, cg), pooled).sigmoid()  # conv1x1, gates
+    # conv1x1 then sigmoid gates. (torch 2.14 inductor mis-differentiates baddbmm with an expanded batch1 w.r.t.
+    # batch2 on CPU, so this is matmul + bias.)
+    a = (torch.matmul(w1.view(cg, cg), pooled) + b1.view(1, cg, 1)).sigmoid()  # (N, Cg, H+W)
     s1 = beta.softmax(0)  # (Cg,) softmax of the spatial mean of the GroupNorm output, identity (a)
     s2 = conv3x3_mean(x_h, x_w, corners, w3, b3).softmax(1)  # (N, Cg), identity (b)
     w9 = (s1[:, None, None, None] * w3).sum(0).permute(1, 2, 0).reshape(9, cg)  # (9, Cg) collapsed taps
