@@ -70,6 +70,7 @@ def dyn_onnx(weights, tmp_path_factory) -> Path:
     return d / "best.onnx"
 
 
+@pytest.mark.slow  # shares the trained-model fixture (~30 s once per module)
 def test_dynamic_onnx_standard_ops_and_shapes(dyn_onnx):
     import onnx
     import onnxruntime as ort
@@ -94,18 +95,42 @@ def test_dynamic_onnx_standard_ops_and_shapes(dyn_onnx):
     assert ANCHORS[96] == 189
 
 
-def test_non_standard_onnx_node_is_named(dyn_onnx, tmp_path):
+def test_non_standard_onnx_nodes_are_named(tmp_path):
     import onnx
+    from onnx import TensorProto, helper
 
-    m = onnx.load(str(dyn_onnx))
-    m.graph.node[0].domain = "org.pytorch.aten"
-    m.graph.node[0].op_type = "ATen"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sigmoid", ["r"], ["y"])]
+    ok = tmp_path / "ok.onnx"
+    onnx.save(
+        helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 18)]), ok
+    )
+    assert graph.check_onnx_standard(ok) == {("ai.onnx", "Relu"): 1, ("ai.onnx", "Sigmoid"): 1}
+    nodes[1] = helper.make_node("ATen", ["r"], ["y"], domain="org.pytorch.aten", operator="adaptive_avg_pool2d")
     bad = tmp_path / "aten.onnx"
-    onnx.save(m, str(bad))
-    with pytest.raises(graph.NonStandardGraphError, match=r"org\.pytorch\.aten::ATen x1"):
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("org.pytorch.aten", 1)]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=opsets), bad)
+    with pytest.raises(
+        graph.NonStandardGraphError, match=r"aten\.onnx: non-standard ONNX operators: org\.pytorch\.aten::ATen x1"
+    ):
         graph.check_onnx_standard(bad)
 
 
+def test_cli_arguments_and_defaults(tmp_path, capsys):
+    from yolo_ema.cli import main
+    from yolo_ema.export.cli import default_sizes
+
+    assert default_sizes(640, True) == (320, 640) and default_sizes(64, True) == (32, 64)
+    assert default_sizes(640, False) == (640,)
+    assert main(["export", "--model", str(tmp_path / "missing.pt")]) == 2
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "--model", "x.pt", "--sizes", "64,abc"])
+    assert "comma-separated integers" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # shares the trained-model fixture (~30 s once per module)
 def test_dynamic_onnx_parity_two_sizes_two_batches_and_map(weights, dyn_onnx, images, tiny_data):
     rep = check_parity(weights, dyn_onnx, images, sizes=(64, 96), batches=(1, 2), conf=CONF, data=tiny_data)
     print(rep.table())
@@ -118,6 +143,7 @@ def test_dynamic_onnx_parity_two_sizes_two_batches_and_map(weights, dyn_onnx, im
     assert abs(rep.map_exp - rep.map_pt) <= 0.5
 
 
+@pytest.mark.slow  # shares the trained-model fixture (~30 s once per module)
 def test_parity_fails_on_perturbed_export(weights, dyn_onnx, images, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -137,6 +163,7 @@ def test_parity_fails_on_perturbed_export(weights, dyn_onnx, images, tmp_path):
         rep.raise_if_failed()
 
 
+@pytest.mark.slow  # shares the trained-model fixture (~30 s once per module)
 def test_cli_fails_loudly(weights, dyn_onnx, tiny_data, capsys):
     from yolo_ema.cli import main
 
@@ -144,8 +171,6 @@ def test_cli_fails_loudly(weights, dyn_onnx, tiny_data, capsys):
     assert main([*args, "--sizes", "64", "--batches", "2", "--tol", "1e-12"]) == 1
     err = capsys.readouterr().err
     assert "PARITY FAILED" in err and "tolerance 1e-12" in err
-    assert main(["export", "--model", str(weights) + ".missing"]) == 2
-    assert "not found" in capsys.readouterr().err
 
 
 def test_match_detections_rules():
