@@ -43,6 +43,7 @@ from yolo_ema.eval.gt import IGNORE_SOURCES, check_detections, drop_in_ignored, 
 
 #: Detections kept per image (all classes together), as the VisDrone challenge allows.
 MAX_DETS_PER_IMAGE = 500
+VISDRONE_MAX_DETS = (1, 10, 100, 500)  # the DET toolkit's AR1/AR10/AR100/AR500
 COCO_MAX_DETS = 100  # COCO's AP is reported at 100 detections per image (and category)
 AREA_INF = 1e5**2  # the evaluators' own "infinity" for area ranges
 COCO_AREAS = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, AREA_INF)}
@@ -175,8 +176,13 @@ def _buckets_section(run: CocoRun, gt: dict) -> dict:
 
 
 def _visdrone_section(run: CocoRun) -> dict:
-    out = {"AP": run.ap(), "AP50": run.ap(iou=0.5), "AP75": run.ap(iou=0.75)}
-    for md in run.max_dets:
+    """VisDrone-DET numbers: AP/AP50/AP75 at 500 detections, AR at 1/10/100/500, whatever cap was applied first."""
+    out = {
+        "AP": run.ap(max_dets=VISDRONE_MAX_DETS[-1]),
+        "AP50": run.ap(max_dets=VISDRONE_MAX_DETS[-1], iou=0.5),
+        "AP75": run.ap(max_dets=VISDRONE_MAX_DETS[-1], iou=0.75),
+    }
+    for md in VISDRONE_MAX_DETS:
         out[f"AR{md}"] = run.ar(max_dets=md)
     return out
 
@@ -242,7 +248,7 @@ def evaluate_detections(
               "n_dets_in": int (as given), "max_dets_per_image": 500,
               "coco": {AP, AP50, AP75, AP_small, AP_medium, AP_large, AR1, AR10, AR100, AR_small, AR_medium,
                        AR_large},          # plain COCO on the unfiltered GT, 100 dets/image, always present
-              "buckets": {"very_tiny" | "tiny" | "small" | "medium": {AP, AP50, AR, n_gt}},  # AI-TOD, at 500 dets
+              "buckets": {"very_tiny" | "tiny" | "small" | "medium": {AP, AP50, AR, n_gt}},  # AI-TOD, at max_dets_per_image
               "visdrone": {AP, AP50, AP75, AR1, AR10, AR100, AR500, n_gt, n_gt_dropped, n_dets_dropped},
                                            # only when protocol is visdrone
               "per_class": [{id, name, n_gt, n_dets, AP, AP50, AP75, AR,
@@ -251,7 +257,8 @@ def evaluate_detections(
 
         Under the visdrone protocol "buckets" and "per_class" are computed after the ignored-region filtering
         (and "n_gt"/"n_dets" in "per_class" count what is left); "coco" stays the unfiltered COCO view, in which a
-        detection inside an ignored region is a false positive.
+        detection inside an ignored region is a false positive. The evaluator's maxDets limits apply per image *and
+        category* (COCO's rule); ``max_dets_per_image`` is applied before, per image over all categories.
     """
     if max_dets_per_image < 1:
         raise ValueError(f"max_dets_per_image must be >= 1, got {max_dets_per_image}")
@@ -259,7 +266,7 @@ def evaluate_detections(
     protocol = resolve_protocol(gt, protocol)
     dets_in = check_detections(detections, gt)
     dets = truncate_per_image(dets_in, max_dets_per_image)
-    max_dets = sorted({1, 10, COCO_MAX_DETS, max_dets_per_image})
+    max_dets = sorted({*VISDRONE_MAX_DETS, COCO_MAX_DETS, max_dets_per_image})
 
     plain = CocoRun(gt, dets, max_dets, backend)
     result = {
