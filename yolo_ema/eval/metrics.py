@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
@@ -188,6 +189,8 @@ def _visdrone_section(run: CocoRun) -> dict:
 
 
 def _per_class(run: CocoRun, gt: dict, detections: list[dict]) -> list[dict]:
+    n_gt = Counter(a["category_id"] for a in gt["annotations"] if not a.get("iscrowd", 0))
+    n_dets = Counter(d["category_id"] for d in detections)
     rows = []
     for k, cat in enumerate(gt["categories"]):
         cid = cat["id"]
@@ -195,8 +198,8 @@ def _per_class(run: CocoRun, gt: dict, detections: list[dict]) -> list[dict]:
             {
                 "id": cid,
                 "name": cat.get("name", str(cid)),
-                "n_gt": sum(1 for a in gt["annotations"] if a["category_id"] == cid and not a.get("iscrowd", 0)),
-                "n_dets": sum(1 for d in detections if d["category_id"] == cid),
+                "n_gt": n_gt[cid],
+                "n_dets": n_dets[cid],
                 "AP": run.ap(k=k),
                 "AP50": run.ap(iou=0.5, k=k),
                 "AP75": run.ap(iou=0.75, k=k),
