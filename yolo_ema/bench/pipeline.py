@@ -105,7 +105,7 @@ class Log:
 
 
 def resolve_data(cfg: Config, log: Callable) -> Path:
-    out = Path(cfg.out)
+    out = Path(cfg.out).resolve()
     if cfg.data == "synthetic":
         return data.synthetic(Path(cfg.cache or out / "data"), cfg.synthetic_images, cfg.synthetic_size, 0, log)
     if cfg.data in ("visdrone", "coco"):
@@ -191,7 +191,7 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
     log = log or Log()
     set_threads(cfg.threads)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    out = Path(cfg.out)
+    out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if cfg.weights is not None and len(cfg.weights) != 2:
         raise BenchmarkError(f"--weights takes exactly two files (BASE.pt EMA.pt), got {len(cfg.weights)}")

@@ -159,7 +159,7 @@ def train_run(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Make sure ``run`` is trained; return its record (the content of ``done.json``) plus ``status``."""
-    folder = run_dir(out, run)
+    folder = run_dir(out, run).resolve()  # absolute: Ultralytics puts a relative project under its runs_dir
     marker = folder / DONE
     rec = atomic.read_json(marker)
     if rec is not None:
