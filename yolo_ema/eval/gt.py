@@ -27,7 +27,7 @@ IGNORE_SOURCES = ("ignored_region", "others", "score0")
 
 
 def load_gt(gt: str | os.PathLike | dict) -> dict:
-    """Return a deep copy of a COCO ground-truth dict (given as a dict or a path to a json), checked for shape."""
+    """Return a copy of a COCO ground-truth dict (given as a dict or a path to a json), checked for shape."""
     where = "<dict>"
     if isinstance(gt, (str, os.PathLike)):
         where = os.fspath(gt)
@@ -39,7 +39,11 @@ def load_gt(gt: str | os.PathLike | dict) -> dict:
         except json.JSONDecodeError as e:
             raise ValueError(f"ground-truth json {where} is not valid JSON: {e}") from None
     elif isinstance(gt, dict):
-        gt = copy.deepcopy(gt)
+        # One level deeper than a shallow copy: we add keys to annotations, never edit their bbox lists in place.
+        gt = {
+            k: ([dict(x) if isinstance(x, dict) else x for x in v] if isinstance(v, list) else copy.deepcopy(v))
+            for k, v in gt.items()
+        }
     else:
         raise TypeError(f"ground truth must be a path or a dict, got {type(gt).__name__}")
     for key in ("images", "annotations", "categories"):
