@@ -137,7 +137,7 @@ def test_dynamic_onnx_parity_two_sizes_two_batches_and_map(weights, dyn_onnx, im
     assert rep.ok, rep.failures
     assert [(r.imgsz, r.batch) for r in rep.rows] == [(64, 1), (64, 2), (96, 1), (96, 2)]
     for r in rep.rows:
-        assert r.raw_box_rel < 1e-4 and r.raw_score < 1e-4
+        assert r.raw_box_rel < 2e-4 and r.raw_score < 1e-4
         assert r.det.n_ref >= 4 and r.det.matched >= r.det.n_ref - r.det.near
         assert r.det.max_px <= 1.0 and r.det.class_mismatch == 0
     assert abs(rep.map_exp - rep.map_pt) <= 0.5

@@ -50,7 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batches", type=_int_list, help="batch sizes, e.g. 1,2 (default: 1,2 if dynamic, else --batch)")
     g.add_argument("--conf", type=float, default=0.25, help="confidence threshold for the detection check")
     g.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold for the detection check")
-    g.add_argument("--tol", type=float, help="raw-head tolerance (default 1e-4 for FP32, 5e-2 for FP16 artifacts)")
+    g.add_argument(
+        "--tol",
+        type=float,
+        help="raw-head tolerance, fraction of full scale (default 2e-4 for FP32, 5e-2 for FP16 artifacts)",
+    )
     g.add_argument("--px-tol", type=float, default=1.0, help="max box coordinate difference in pixels (default 1)")
     g.add_argument("--map-tol", type=float, default=0.5, help="max mAP50-95 difference in points with --data")
 
