@@ -114,13 +114,6 @@ def _descriptors(
 _TAPS = tuple((i - 1, j - 1) for i in range(3) for j in range(3))  # (row, column) offset of kernel tap 3 * i + j
 
 
-def _window(d: int, src: bool) -> slice:
-    """Source (``src``) or destination index range of a shift by ``d`` in {-1, 0, 1} under zero padding."""
-    if d == 0:
-        return slice(None)
-    return slice(1, None) if (d > 0) == src else slice(None, -1)
-
-
 def shift_sum(u: torch.Tensor) -> torch.Tensor:
     """``out[n, 0, h, w] = sum_k u[n, k, h + di_k, w + dj_k]`` (zero outside): the tap sum of a 3x3 convolution
     whose per-tap channel contractions ``u`` (N, 9, H, W) are already taken. Functional (pad + slices), for export."""
@@ -133,22 +126,28 @@ def shift_sum(u: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _taps_view(p: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, K, 3, 3, H, W) strided view of a zero-padded (N, K, 9 or 1, H+2, W+2) tensor ``p``: window (i, j) of
+    plane ``3 * i + j`` (or of the single plane). One view instead of nine slices."""
+    n, k, planes = p.shape[:3]
+    sn, sk, sp, sh, sw = p.stride()
+    tap = sp if planes == 9 else 0
+    return p.as_strided((n, k, 3, 3, h, w), (sn, sk, 3 * tap + sh, tap + sw, sh, sw), p.storage_offset())
+
+
 def _shift_sum_(u: torch.Tensor) -> torch.Tensor:
-    """Eager :func:`shift_sum`, adding each tap into its valid window of the output in place (no padded copy)."""
-    out = u[:, 4:5].clone()  # (N, 1, H, W)
-    for k, (di, dj) in enumerate(_TAPS):
-        if k != 4:
-            out[:, :, _window(di, False), _window(dj, False)] += u[:, k : k + 1, _window(di, True), _window(dj, True)]
-    return out
+    """Eager :func:`shift_sum` in two kernels: pad, then one reduction over a strided view of the nine windows."""
+    n, _, h, w = u.shape
+    up = F.pad(u, (1, 1, 1, 1)).unsqueeze(1)  # (N, 1, 9, H+2, W+2)
+    return _taps_view(up, h, w).sum((2, 3))  # (N, 1, H, W)
 
 
 def _shift_sum_backward(g: torch.Tensor) -> torch.Tensor:
-    """Gradient of :func:`shift_sum` w.r.t. ``u``: each tap receives the output gradient shifted back (N, 9, H, W)."""
+    """Gradient of :func:`shift_sum` w.r.t. ``u``: tap (i, j) receives the output gradient shifted back, i.e. window
+    (2 - i, 2 - j) of the padded gradient (N, 9, H, W)."""
     n, _, h, w = g.shape
-    du = g.new_zeros(n, 9, h, w)
-    for k, (di, dj) in enumerate(_TAPS):
-        du[:, k : k + 1, _window(di, True), _window(dj, True)] = g[:, :, _window(di, False), _window(dj, False)]
-    return du
+    gp = F.pad(g, (1, 1, 1, 1)).unsqueeze(2)  # (N, 1, 1, H+2, W+2)
+    return _taps_view(gp, h, w).flip(2, 3).reshape(n, 9, h, w)
 
 
 def _centred_gate(
