@@ -283,3 +283,13 @@ def test_torch_compile_parity_and_gradients():
     got = {"input": xi.grad, **{n: p.grad for n, p in ours.named_parameters()}}
     for name, t in expected.items():
         assert (got[name] - t).abs().max().item() <= TOL * max(1.0, t.abs().max().item()), name
+
+
+def test_channels_last_input_and_gradient():
+    ref, ours = make_pair(64, 8)
+    x = torch.randn(2, 64, 9, 7).to(memory_format=torch.channels_last)
+    g = torch.randn(2, 64, 9, 7).to(memory_format=torch.channels_last)
+    out_r, expected = _grads(ref, x, g)
+    out_o, got = _grads(ours, x, g)
+    assert (out_r - out_o).abs().max().item() <= TOL
+    assert (expected["input"] - got["input"]).abs().max().item() <= TOL

@@ -202,7 +202,7 @@ class _EMAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, groups: int, eps: float, *params: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        gx = x.reshape(b * groups, c // groups, h, w)  # (BG, Cg, H, W)
+        gx = x.reshape(b * groups, c // groups, h, w).contiguous()  # (BG, Cg, H, W)
         att = _attention_eager(gx, params, eps)[0]
         ctx.save_for_backward(x, *params)
         ctx.groups, ctx.eps = groups, eps
@@ -214,8 +214,8 @@ class _EMAFunction(torch.autograd.Function):
         x, *params = ctx.saved_tensors
         b, c, h, w = x.shape
         n, cg, hw = b * ctx.groups, c // ctx.groups, h * w
-        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
-        gout = grad.reshape(n, cg, h, w)  # (BG, Cg, H, W)
+        gx = x.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
+        gout = grad.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
         att, yc, rstd, (x_h, x_w, corners, _, _, _, _) = _attention_eager(gx, params, ctx.eps)
         with torch.enable_grad():
             leaves = [t.detach().requires_grad_(True) for t in (x_h, x_w, corners, *params)]
@@ -315,7 +315,7 @@ class EMA(nn.Module):
             return self._forward_functional(x)
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
             return _EMAFunction.apply(x, self.groups, eps, *params)
-        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
+        gx = x.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
         att = _attention_eager(gx, params, eps)[0]  # (BG, 1, H, W)
         return (gx * att).view(b, c, h, w)
 
