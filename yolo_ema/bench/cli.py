@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-size", type=int, default=SYNTHETIC_SIZE, help="synthetic image side in px (256)")
     p.add_argument("--latency-runs", type=int, default=30, help="timed forward passes per model (30)")
     p.add_argument("--latency-warmup", type=int, default=5, help="untimed warm-up passes per model (5)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the latency timing (all cores)")
     v = p.add_mutually_exclusive_group()
     v.add_argument("--val", dest="val", action="store_true", default=None, help="validate every epoch")
     v.add_argument("--no-val", dest="val", action="store_false", help="validate only after the last epoch")

@@ -2,9 +2,10 @@
 
 - Parameters are counted on the model as trained (unfused), like Ultralytics' summary.
 - GFLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the fused eval model, batch 1 at ``imgsz``:
-  it sees every matmul/convolution, including the functional calls inside EMA that Ultralytics' thop-based count
-  (``model.info()``) does not see. Both are reported; FLOPs here are 2 x multiply-accumulates, as thop's GFLOPs are.
-  Elementwise ops (sigmoid, softmax, GroupNorm statistics) are counted by neither.
+  it sees every matmul/convolution at the ATen level, functional calls included, whatever module wraps them.
+  Ultralytics' thop-based count (``model.info()``) hooks modules instead, so it can miss functional calls and does
+  count some elementwise modules (GroupNorm, activations); both are reported. FLOPs are 2 x multiply-accumulates,
+  as thop's GFLOPs are. FlopCounterMode does not count elementwise ops (sigmoid, softmax, normalisation).
 - Latency: the fused eval models run one after the other in the same process, interleaved (A B, B A, A B, ...) so
   that machine noise hits both alike; after a warm-up, the median of N timed forward passes, batch 1 at ``imgsz``.
 """

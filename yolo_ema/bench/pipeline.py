@@ -58,7 +58,7 @@ class Config:
     synthetic_size: int = 256
     latency_runs: int = 30
     latency_warmup: int = 5
-    threads: int | None = None  # torch CPU threads (None: all cores; Ultralytics alone would use 1)
+    threads: int | None = None  # torch CPU threads for latency (None: all cores); training uses Ultralytics' choice
     extra: dict = field(default_factory=dict)
     command: str | None = None
 
@@ -159,7 +159,7 @@ def _evaluate(rec: dict, prepared: Path, cfg: Config, folder: Path | None, log: 
 
 
 def set_threads(threads: int | None) -> int:
-    """Use ``threads`` torch CPU threads (default: every core; Ultralytics' import sets OMP_NUM_THREADS=1)."""
+    """Use ``threads`` torch CPU threads (default: every core). Ultralytics trains with its own choice (cores - 1)."""
     import torch
 
     n = int(threads or os.cpu_count() or 1)
@@ -173,7 +173,9 @@ def machine(device: str) -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    text = f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores ({torch.get_num_threads()} torch threads)"
+    n = os.cpu_count() or 1
+    text = f"{platform.system()} {cpu}, {n} CPU cores (CPU threads: training {max(1, min(8, n - 1))}, "
+    text += f"Ultralytics' choice; latency {torch.get_num_threads()})"
     text += f", torch {torch.__version__}"
     if str(device) != "cpu" and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
@@ -189,7 +191,6 @@ def machine(device: str) -> str:
 def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = None) -> dict:
     """Run the whole benchmark; return {"report": paths, "results": results}."""
     log = log or Log()
-    set_threads(cfg.threads)
     t0, cpu0 = time.perf_counter(), time.process_time()
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -220,6 +221,7 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
         results_runs.append({**rec, "eval": _evaluate(rec, prepared, cfg, folder, log)})
     from yolo_ema.bench import cost
 
+    set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
     first = {r["role"]: r for r in results_runs[::-1]}  # the first seed's weights of each role
     models = {first[role]["label"]: first[role]["weights"] for role in ("baseline", "ema")}
     costs = cost.measure(models, cfg.imgsz, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,

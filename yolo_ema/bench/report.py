@@ -78,10 +78,10 @@ def cost_verdicts(cost: dict, lab: dict) -> dict:
     dp = e["params"] - b["params"]
     out["params"] = f"EMA adds {dp:+,} parameters ({100 * dp / b['params']:+.2f}%)"
     dg = e["gflops"] - b["gflops"]
-    out["gflops"] = f"EMA adds {dg:+.3f} GFLOPs ({100 * dg / b['gflops']:+.2f}%)"
+    out["gflops"] = f"EMA adds {dg:+.4f} GFLOPs ({100 * dg / b['gflops']:+.2f}%)"
     if b.get("gflops_thop") and e.get("gflops_thop"):
         dt = e["gflops_thop"] - b["gflops_thop"]
-        out["gflops_thop"] = f"thop sees {dt:+.3f} GFLOPs: it misses EMA's functional ops"
+        out["gflops_thop"] = f"EMA adds {dt:+.4f} GFLOPs by thop (FlopCounterMode: {dg:+.4f})"
     lb, le = b.get("latency"), e.get("latency")
     if lb and le:
         d = le["median_ms"] - lb["median_ms"]
@@ -133,7 +133,13 @@ def markdown(report: dict) -> str:
         ("Command", f"`{b['command']}`" if b.get("command") else None),
     ]
     lines += [f"- **{k}**: {v}" for k, v in facts if v]
-    notes = report.get("notes") or []
+    notes = list(report.get("notes") or [])
+    means = [m[r]["mean"] for m in report["metrics"].values() for r in ROLES if m[r]["n"]]
+    if means and all(v == 0 for v in means):
+        notes.append(
+            "Here every accuracy metric is 0 for both models on every seed: neither model yet scores a detection "
+            "that matches the ground truth, so the accuracy table cannot tell them apart."
+        )
     if notes:
         lines += ["", "> **Read this first.** " + " ".join(notes)]
     lines += [
@@ -172,11 +178,11 @@ def _cost_lines(report: dict) -> list[str]:
         f"| | {lab['baseline']} | {lab['ema']} | Verdict |",
         "|---|---:|---:|---|",
         f"| Parameters | {b['params']:,} | {e['params']:,} | {cv.get('params', '')} |",
-        f"| GFLOPs (torch FlopCounterMode) | {b['gflops']:.3f} | {e['gflops']:.3f} | {cv.get('gflops', '')} |",
+        f"| GFLOPs (torch FlopCounterMode) | {b['gflops']:.4f} | {e['gflops']:.4f} | {cv.get('gflops', '')} |",
     ]
     if b.get("gflops_thop") is not None and e.get("gflops_thop") is not None:
         lines.append(
-            f"| GFLOPs (Ultralytics/thop) | {b['gflops_thop']:.3f} | {e['gflops_thop']:.3f} | {cv.get('gflops_thop', '')} |"
+            f"| GFLOPs (Ultralytics/thop) | {b['gflops_thop']:.4f} | {e['gflops_thop']:.4f} | {cv.get('gflops_thop', '')} |"
         )
     if lat and e.get("latency"):
         le = e["latency"]
