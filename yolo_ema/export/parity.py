@@ -315,7 +315,7 @@ class ParityReport:
                 f"{d.class_mismatch:>6}{d.near:>6}  {'PASS' if r.ok else 'FAIL'}"
             )
         lines += [f"skipped: {s}" for s in self.skipped]
-        empty = [f"{r.imgsz}px/b{r.batch}" for r in self.rows if r.det.n_ref == 0 and r.det.n_exp == 0]
+        empty = [f"{r.imgsz}px/b{r.batch}" for r in self.rows if not r.problems and r.det.n_ref == r.det.n_exp == 0]
         if empty:
             lines.append(f"note: no detections on either side at {', '.join(empty)}: detection check vacuous there")
         if self.map_pt is not None:
