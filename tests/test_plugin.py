@@ -208,7 +208,7 @@ def _run(code: str, env_extra: dict | None = None, cwd=REPO) -> subprocess.Compl
     import os
 
     env = {**os.environ, "YOLO_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
 
 
 def test_startup_hook_is_lazy():
@@ -253,3 +253,11 @@ def test_torch_distributed_worker_knows_ema(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "RANK 0 3 3" in r.stdout
+
+
+@pytest.mark.parametrize("autoload", ["1", "0"])
+def test_register_before_ultralytics_import_returns(autoload):
+    """register() imports the parser, which runs the start-up hook's register(): must not deadlock."""
+    r = _run("from yolo_ema import register; print(register())", {"YOLO_EMA_AUTOLOAD": autoload})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "True"

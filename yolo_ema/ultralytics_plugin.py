@@ -33,7 +33,7 @@ LOGGER = logging.getLogger("yolo_ema")
 VERIFIED = ((8, 4),)  # (major, minor) series whose parser shape was checked
 PARSER_LOCALS = ("ch", "f", "i")  # parse_model locals read while a row is built
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: importing the parser may run the start-up hook's register()
 _state: dict = {"registered": False, "problem": None, "parse_code": None}
 
 
@@ -225,10 +225,11 @@ def register() -> bool:
     Returns True when EMA rows can be built; False (with the reason logged) when the installed Ultralytics parser
     has changed shape, in which case an EMA row raises :class:`IncompatibleUltralyticsError` naming the problem.
     """
+    from ultralytics.nn import tasks  # outside the lock: this import may itself run register() via the start-up hook
+
     with _lock:
         if _state["registered"]:
             return _state["problem"] is None
-        from ultralytics.nn import tasks
 
         problem = check_parser(tasks)
         version = _ultralytics_version()
