@@ -384,7 +384,7 @@ def _compiled(args, model, base, x) -> list[bool]:
         return []
     share = t["ema"] / t["base"] - 1
     print(
-        f"in-model torch.compile (Ultralytics attempt_compile) ours: EMA +{share * 100:.2f}% over the model without "
+        f"in-model torch.compile (Ultralytics attempt_compile) ours: EMA {share * 100:+.2f}% over the model without "
         f"EMA ({t['ema'] * 1e3:.1f} vs {t['base'] * 1e3:.1f} ms, compile {compile_s:.0f} s)  {_verdict(share, GOAL_MODEL_SHARE)}"
     )
     return [share <= GOAL_MODEL_SHARE]
@@ -435,7 +435,7 @@ def _onnxruntime(args, model, base, emas, x) -> list[bool]:
             diff = t[label] / t["without EMA"] - 1
             line = (
                 f"in-model onnxruntime {label}: EMA nodes {share * 100:.2f}% of the other nodes (ORT profiler); "
-                f"model {t[label] * 1e3:.1f} ms vs {t['without EMA'] * 1e3:.1f} ms without EMA (+{diff * 100:.2f}%)"
+                f"model {t[label] * 1e3:.1f} ms vs {t['without EMA'] * 1e3:.1f} ms without EMA ({diff * 100:+.2f}%)"
             )
             if label == "ours":
                 met.append(share <= GOAL_MODEL_SHARE)
