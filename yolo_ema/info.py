@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     for f in sorted(d.glob("*.yaml")):
         stem = f.stem.replace("-ema", "")
         scaled = f"{stem[:6]}s{stem[6:]}" if stem.startswith("yolov8-p2") else f"{stem}s"
-        print(f"  {f.name:<22} e.g. model={d.name}/{scaled}-ema.yaml")
+        print(f"  {f.name:<22} e.g. model={d / (scaled + '-ema.yaml')}")
     return 0
