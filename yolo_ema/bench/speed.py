@@ -243,8 +243,13 @@ def _build_models(scale: str, factor: int):
 
     base = DetectionModel(f"{scale}.yaml", verbose=False)
     family = scale.rstrip("nsmlx")
-    cfg = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "cfg", f"{family}-ema.yaml"))
-    if os.path.exists(cfg):
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, "..", "cfg"), os.path.join(here, "..", "..", "cfg")]  # package, checkout
+    cfg = next(
+        (os.path.normpath(os.path.join(d, f"{family}-ema.yaml")) for d in candidates if os.path.isdir(d)),
+        "",
+    )
+    if cfg and os.path.exists(cfg):
         import yolo_ema.ultralytics_plugin as plugin
 
         plugin.register()
