@@ -231,7 +231,7 @@ def _assert_clean_failure(r: subprocess.CompletedProcess, reason: str) -> str:
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     err = r.stderr.strip()
     assert "Traceback" not in r.stderr and len(err.splitlines()) == 1, r.stderr
-    assert err.startswith("error: ") and err.endswith(reason), err
+    assert err.startswith("error: ") and reason in err, err
     return err
 
 
@@ -255,7 +255,6 @@ def test_full_disk_tmpfs_fails_cleanly_and_rerun_completes(synthetic_src, tiny_f
     assert _tree_digest(synthetic_src) == digest
 
 
-@pytest.mark.xfail(strict=True, reason="prepare CLI prints only OSError.filename: for ENOSPC that is the source file")
 def test_full_disk_message_names_the_output(synthetic_src, tiny_fs):
     mnt, _ = tiny_fs
     r = _prepare(synthetic_src, mnt / "out")
@@ -268,8 +267,7 @@ def test_file_size_limit_fails_cleanly_and_rerun_completes(synthetic_src, tmp_pa
     digest = _tree_digest(synthetic_src)
     r = _prepare(synthetic_src, out, preexec_fn=_limit_file_size(4096))
     err = _assert_clean_failure(r, os.strerror(errno.EFBIG))
-    # Recorded: here the failing write has no file name attached, so the message names no path at all.
-    assert err == f"error: : {os.strerror(errno.EFBIG)}"
+    assert err.startswith(f"error: writing {out} failed: {os.strerror(errno.EFBIG)}")
     assert not (out / "data.yaml").exists()
     assert _tree_digest(synthetic_src) == digest
 
@@ -279,7 +277,6 @@ def test_file_size_limit_fails_cleanly_and_rerun_completes(synthetic_src, tmp_pa
     assert _tree_digest(synthetic_src) == digest
 
 
-@pytest.mark.xfail(strict=True, reason="prepare CLI prints `error: : File too large` when OSError.filename is None")
 def test_file_size_limit_message_names_a_path(synthetic_src, tmp_path):
     r = _prepare(synthetic_src, tmp_path / "out", preexec_fn=_limit_file_size(4096))
     assert r.returncode == 1 and str(tmp_path / "out") in r.stderr, r.stderr

@@ -289,7 +289,7 @@ class _EMAFunction(torch.autograd.Function):
         dgx = gout * att  # (BG, Cg, H, W)
         dconst = dlogit.sum((2, 3), keepdim=True)  # (BG, 1, 1, 1)
         # collapsed 3x3: logit += shift_sum(w9 @ gx)
-        du = _shift_sum_backward(dlogit).view(n, 9, hw)  # (BG, 9, HW)
+        du = _shift_sum_backward(dlogit).reshape(n, 9, hw)  # (BG, 9, HW)
         dw9 = torch.bmm(du, gx.reshape(n, cg, hw).transpose(1, 2)).sum(0)  # (9, Cg)
         dgx.view(n, cg, hw).baddbmm_(w9.detach().t().expand(n, cg, 9), du)
         del du
