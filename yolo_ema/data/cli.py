@@ -113,7 +113,9 @@ def run(args) -> int:
     except OSError as e:  # e.g. the output disappeared or filled up mid-run
         # name the output: for a full disk during a copy, OSError.filename is the (intact) source file
         files = ", ".join(str(f) for f in (e.filename, e.filename2) if f)
-        print(f"error: writing {args.out} failed: {e.strerror or e}" + (f" ({files})" if files else ""), file=sys.stderr)
+        print(
+            f"error: writing {args.out} failed: {e.strerror or e}" + (f" ({files})" if files else ""), file=sys.stderr
+        )
         return 1
     _summary(report, args.out, time.perf_counter() - t0)
     return 0
