@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"parser        EMA in {status['parser_namespace'] or 'NOT REGISTERED'}")
         print(f"safe loading  EMA allowed: {status['safe_globals']}")
         print(f"transfer      pretrained alignment across EMA rows: {status['transfer_patch']}")
+        print(f"nan guard     first-epoch NaN/Inf EMA weights stop the run: {status['nan_guard']}")
         if status["problem"]:
             print(f"problem       {status['problem']}")
     d = config_dir()

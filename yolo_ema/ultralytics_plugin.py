@@ -216,6 +216,44 @@ def _load_with_alignment(original_load):
     return load
 
 
+# --- NaN/Inf guard -----------------------------------------------------------------------------------------------------
+
+
+class NonFiniteEMAError(RuntimeError):
+    """EMA-layer weights became NaN/Inf where Ultralytics can neither recover nor save them faithfully."""
+
+
+def nonfinite_ema_tensors(model: nn.Module) -> list[str]:
+    """Names (``model.{i}.{param}``) of EMA-layer tensors holding NaN/Inf in ``model``."""
+    bad = []
+    for m in getattr(model, "model", []):
+        if isinstance(m, EMA):
+            bad += [f"model.{m.i}.{k}" for k, v in m.state_dict().items() if not torch.isfinite(v).all()]
+    return bad
+
+
+def guard_nonfinite_ema(trainer) -> None:
+    """``on_train_epoch_end`` callback: fail loudly on NaN/Inf EMA-layer weights in an epoch Ultralytics cannot recover.
+
+    Ultralytics 8.4 recovers a NaN epoch by reloading last.pt, except in the first epoch of a run (no last.pt yet):
+    there it only warns, and ``save_model`` turns the NaN weights into zeros, a finite but destroyed checkpoint. In
+    that case (and where the trainer's EMA copy could not be resynced from the live model) we stop the run instead.
+    """
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    if getattr(trainer, "epoch", None) != getattr(trainer, "start_epoch", 0):
+        return  # later epochs: Ultralytics' own recovery from last.pt applies
+    live = nonfinite_ema_tensors(unwrap_model(trainer.model))
+    ema = getattr(getattr(trainer, "ema", None), "ema", None)
+    averaged = nonfinite_ema_tensors(ema) if ema is not None else []
+    lost = sorted(set(averaged) & set(live)) if ema is not None else live
+    if lost:
+        raise NonFiniteEMAError(
+            f"yolo-ema: EMA layer weights became NaN/Inf in the first epoch ({', '.join(lost)}); Ultralytics cannot "
+            "recover from last.pt here and would save them as zeros. Lower lr0, check the data, or disable amp."
+        )
+
+
 # --- registration -----------------------------------------------------------------------------------------------------
 
 
@@ -247,6 +285,11 @@ def register() -> bool:
             torch.serialization.add_safe_globals([EMA])
         if not getattr(tasks.BaseModel.load, "_yolo_ema", False):
             tasks.BaseModel.load = _load_with_alignment(tasks.BaseModel.load)
+        from ultralytics.utils.callbacks import base as callbacks
+
+        hooks = callbacks.default_callbacks.setdefault("on_train_epoch_end", [])
+        if guard_nonfinite_ema not in hooks:
+            hooks.append(guard_nonfinite_ema)
         _state["registered"] = True
         if problem:
             LOGGER.warning(f"yolo-ema: EMA rows will fail: {problem}")
@@ -280,6 +323,11 @@ def install_disabled_notice() -> None:
         tasks.EMA = DisabledEMA
 
 
+def _default_hooks(event: str) -> list:
+    base = sys.modules.get("ultralytics.utils.callbacks.base")
+    return list(base.default_callbacks.get(event, [])) if base is not None else []
+
+
 def registration_status() -> dict:
     """Where EMA is registered (for ``yolo-ema info``)."""
     tasks = sys.modules.get("ultralytics.nn.tasks")
@@ -291,4 +339,5 @@ def registration_status() -> dict:
         else None,
         "safe_globals": EMA in getattr(torch.serialization, "get_safe_globals", lambda: [])(),
         "transfer_patch": tasks is not None and getattr(tasks.BaseModel.load, "_yolo_ema", False),
+        "nan_guard": guard_nonfinite_ema in _default_hooks("on_train_epoch_end"),
     }
