@@ -77,3 +77,12 @@ def test_synthetic_defaults_in_catalogue_match_the_generator():
 
     d = catalogue.dataset("synthetic")["defaults"]
     assert (d["images"], d["size"]) == (synthetic.DEFAULT_IMAGES, synthetic.DEFAULT_SIZE)
+
+
+def test_package_path_finds_shipped_files_and_names_a_missing_one():
+    from yolo_ema.resources import package_path
+
+    assert package_path("datasets.yaml").is_file()
+    assert package_path("cfg").is_dir()
+    with pytest.raises(FileNotFoundError, match="no-such.yaml"):
+        package_path("cfg", "no-such.yaml")

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from yolo_ema.data import fsio
+from yolo_ema.resources import package_path
 
 CATALOGUE = "datasets.yaml"
 
@@ -22,14 +23,8 @@ class DownloadError(RuntimeError):
 
 
 def catalogue_path() -> Path:
-    """datasets.yaml next to the installed package, else at the repository root."""
-    import yolo_ema
-
-    pkg = Path(yolo_ema.__file__).parent
-    for p in (pkg / CATALOGUE, pkg.parent / CATALOGUE):
-        if p.is_file():
-            return p
-    raise FileNotFoundError(f"{CATALOGUE} not found in {pkg} or {pkg.parent}")
+    """The datasets.yaml shipped inside the package."""
+    return package_path(CATALOGUE)
 
 
 def load_catalogue(path: str | os.PathLike | None = None) -> dict:
