@@ -2,12 +2,10 @@
 
 import argparse
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -86,32 +84,57 @@ def test_read_only_output_fails_cleanly_and_leaves_source_alone(tmp_path):
         ro.chmod(0o755)
 
 
+# `yolo-ema prepare` that counts the file operations that make output appear (os.replace, os.link) and SIGKILLs
+# itself just before operation number KILL_AT (0: never; the count is written to COUNT_TO at exit).
+COUNTING_PREPARE = """
+import atexit, os, runpy, signal, sys
+
+kill_at, n = int(os.environ["KILL_AT"]), 0
+
+
+def counted(real):
+    def op(*args, **kwargs):
+        global n
+        n += 1
+        if n == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    return op
+
+
+os.replace, os.link = counted(os.replace), counted(os.link)
+atexit.register(lambda: open(os.environ["COUNT_TO"], "w").write(str(n)))
+sys.argv = ["yolo-ema", *sys.argv[1:]]
+runpy.run_module("yolo_ema.cli", run_name="__main__")
+"""
+
+
 @pytest.mark.slow
-def test_kill_9_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_path):
-    src = synthetic.generate(tmp_path / "src", seed=5, images=300, size=256)
+def test_kill_9_at_many_points_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    src = synthetic.generate(tmp_path / "src", seed=5, images=120, size=256)
     write_split(src, "VisDrone2019-DET-val", {"bad.jpg": jpeg(64, 64)[:200]}, {"bad": "1,1,5,5,1,1,0,0\nx\n"})
     before = tree_digest(src)
-    cmd = [sys.executable, "-m", "yolo_ema.cli", "prepare", "visdrone", "--source", str(src), "--no-progress"]
-    t0 = time.perf_counter()
-    subprocess.run([*cmd, "--out", str(tmp_path / "ref")], check=True, env=_env(), cwd=REPO, capture_output=True)
-    full = time.perf_counter() - t0
-    reference = out_tree(tmp_path / "ref")
-    rng = random.Random(1234)
-    out = tmp_path / "out"
-    killed = 0
-    for _ in range(6):
-        p = subprocess.Popen([*cmd, "--out", str(out)], env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(rng.uniform(0.05, full))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            killed += 1
-        p.wait()
-        if (out / "report.json").exists():  # the completion marker must never lie
-            assert out_tree(out) == reference
-    assert killed >= 3, f"only {killed} of 6 runs were killed mid-way (uninterrupted run took {full:.2f} s)"
-    subprocess.run([*cmd, "--out", str(out)], check=True, env=_env(), cwd=REPO, capture_output=True)
-    assert out_tree(out) == reference
-    assert not [p for p in out.rglob("*") if p.name.startswith(".yolo-ema-tmp")]
+    wrapper = tmp_path / "counting_prepare.py"
+    wrapper.write_text(COUNTING_PREPARE)
+    cmd = [sys.executable, str(wrapper), "prepare", "visdrone", "--source", str(src), "--no-progress"]
+    count = tmp_path / "count"
+
+    def run(out: Path, kill_at: int) -> int:
+        env = {**_env(), "KILL_AT": str(kill_at), "COUNT_TO": str(count)}
+        return subprocess.run([*cmd, "--out", str(out)], env=env, cwd=REPO, capture_output=True).returncode
+
+    assert run(tmp_path / "ref", 0) == 0
+    reference, total = out_tree(tmp_path / "ref"), int(count.read_text())
+    assert total > 2 * 120  # a label and an image per picture, then the JSON files and report
+    # kill points spread over the whole run: the first operations, the middle, the last one (the report)
+    for k in sorted({1, 2, total // 4, total // 2, 3 * total // 4, total - 1, total}):
+        out = tmp_path / f"out{k}"
+        assert run(out, k) == -signal.SIGKILL, k
+        assert not (out / "report.json").exists(), k  # written last: an interrupted run never looks complete
+        assert run(out, 0) == 0, k  # the same command over the partial output completes it
+        assert out_tree(out) == reference, k
+        assert not [p for p in out.rglob("*") if p.name.startswith(".yolo-ema-tmp")], k
     assert tree_digest(src) == before
 
 
