@@ -1,6 +1,6 @@
 """Extract an official zip archive next to the output, resumably; the archive itself is only read.
 
-Each member is written to a temp file and swapped in, members already present with the right size are skipped, and a
+Each member is written atomically (yolo_ema.data.fsio), members already present with the right size are skipped, and a
 marker written last (``.<archive>.extracted``: archive size and mtime) lets a later run skip the whole archive.
 """
 
@@ -42,16 +42,11 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_file() and target.stat().st_size == info.file_size:
                 continue
-            tmp = target.with_name(f"{fsio.TMP_PREFIX}{os.getpid()}.{target.name}")
             try:
-                with zf.open(info) as src, open(tmp, "wb") as dst:
+                with zf.open(info) as src, fsio.atomic_open(target, sync=False) as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-                os.replace(tmp, target)
             except zipfile.BadZipFile as e:
-                tmp.unlink(missing_ok=True)
                 raise ArchiveError(f"{archive}: member {info.filename!r} is corrupt ({e})") from None
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+    fsio.sync_all()  # every member on disk before the marker says so
     fsio.write_text(marker, stamp)
     return dest

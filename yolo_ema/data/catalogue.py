@@ -109,5 +109,5 @@ def download(entry: dict, dest_dir: str | os.PathLike, progress: bool = True, ti
     except DownloadError:
         part.unlink()
         raise
-    os.replace(part, target)
+    fsio.publish(part, target)  # verified: flushed and renamed into place
     return target

@@ -160,7 +160,7 @@ def prepare_split(split: str, ann_path: Path, img_dir: Path, source: Path, out: 
             lists["images_without_annotations"].append(rel_img)
         out_images.append({"id": image_id, "file_name": f"images/{split}/{fname}", "width": w, "height": h})
         stem = os.path.splitext(fname)[0]
-        changed |= fsio.write_text(lbl_out / f"{stem}.txt", "".join(lines))
+        changed |= fsio.write_text(lbl_out / f"{stem}.txt", "".join(lines), sync=False)
         changed |= fsio.link_or_copy(str(path), str(img_out / fname))
         keep_img.add(fname)
         keep_lbl.add(f"{stem}.txt")
@@ -209,7 +209,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, prog
         if names is not None and split_names != names:
             raise PrepareError(f"{layout.rel(ann, source)}: categories differ from the other split's")
         names = split_names
-        layout.write_json(out / "annotations" / f"{split}.json", gt)
+        fsio.write_json(out / "annotations" / f"{split}.json", gt, sync=False)
         fsio.link_or_copy(str(ann), str(out / "annotations" / ann.name))
         report["splits"][split] = {"source_folder": layout.rel(img, source), **res["counts"]}
         for k, v in res["counts"].items():

@@ -1,15 +1,22 @@
-"""Crash-safe output: every file appears complete or not at all, and rewriting identical content is a no-op.
+"""Crash-safe output, the one atomic writer of the package: a file appears complete or not at all.
 
-Writes go to a hidden temp file in the target folder and are swapped in with ``os.replace`` (atomic on POSIX), so a
-``kill -9`` leaves at worst a stale temp file, which the next run removes. Source files are only ever read or
-hard-linked (a link is a new name for the same bytes; the source entry is untouched), never moved or written.
+Every write goes to a hidden temp file in the target's folder, is flushed to disk (``fsync``) and swapped in with
+``os.replace`` (atomic on POSIX; the folder is then fsynced so the new name survives a power loss too). A ``kill -9``
+leaves at worst a stale temp file, which the next run removes (``remove_temps``). Writers given ``sync=False`` skip
+the two fsyncs (for thousands of small files, followed by one ``sync_all()`` before a completion marker). Rewriting
+identical content is a no-op. Source files are only ever read or hard-linked (a link is a new name for the same
+bytes; the source entry is untouched), never moved or written. Torch-free.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 TMP_PREFIX = ".yolo-ema-tmp."
 
@@ -23,10 +30,60 @@ def _tmp(path: str) -> str:
     return os.path.join(d, f"{TMP_PREFIX}{os.getpid()}.{name}")
 
 
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:  # e.g. Windows: folders cannot be opened, and rename durability is the filesystem's
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, sync: bool = True) -> None:
+    """Move the finished file ``tmp`` onto ``path`` (same folder) atomically, flushed to disk first if ``sync``."""
+    if sync:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, path)
+    if sync:
+        _fsync_dir(os.path.dirname(os.fspath(path)))
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, sync: bool = True) -> Iterator[BinaryIO]:
+    """``with atomic_open(p) as f: f.write(...)``: ``p`` gets the bytes written only if the block completes.
+
+    The parent folder is created if missing. On any error (or an exception in the block) the temp file is removed
+    and ``p`` keeps its old content.
+    """
+    path = os.fspath(path)
+    tmp = _tmp(path)
+    try:
+        f = open(tmp, "wb")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        f = open(tmp, "wb")
+    try:
+        with f:
+            yield f
+        publish(tmp, path, sync)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _read_prefix(path: str, n: int) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         chunks, left = [], n
@@ -41,32 +98,32 @@ def _read_prefix(path: str, n: int) -> bytes | None:
         os.close(fd)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> bool:
+def write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> bool:
     """Write ``data`` to ``path`` atomically unless it already holds exactly that; return True if written."""
     path = os.fspath(path)
     if _read_prefix(path, len(data) + 1) == data:
         return False
-    tmp = _tmp(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, sync) as f:
+        f.write(data)
     return True
 
 
-def write_text(path: str | os.PathLike, text: str) -> bool:
-    return write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike, text: str, sync: bool = True) -> bool:
+    """``write_bytes`` of ``text`` in UTF-8."""
+    return write_bytes(path, text.encode("utf-8"), sync)
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = None, sync: bool = True) -> bool:
+    """``write_text`` of ``obj`` as JSON (compact unless ``indent``; NaN/Inf refused), serialised before any write."""
+    sep = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(obj, indent=indent, separators=sep, ensure_ascii=False, allow_nan=False)
+    return write_text(path, text + "\n", sync)
+
+
+def sync_all() -> None:
+    """Flush every file written with ``sync=False`` to disk (before writing a completion marker)."""
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def same_file(src_stat: os.stat_result, dst: str) -> bool:
@@ -101,7 +158,7 @@ def link_or_copy(src: str, dst: str, src_stat: os.stat_result | None = None) -> 
             os.link(src, tmp)
         except OSError:  # other filesystem, or not allowed (fs.protected_hardlinks): copy
             shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+        publish(tmp, dst, sync=False)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -60,19 +60,11 @@ def write_data_yaml(out: Path, splits: list[str], names: list[str], header: str)
     return path
 
 
-def write_json(path: Path, obj, compact: bool = True) -> bool:
-    fsio.makedirs(path.parent)
-    if compact:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    else:
-        text = json.dumps(obj, indent=1, ensure_ascii=False)
-    return fsio.write_text(path, text + "\n")
-
-
 def finish(out: Path, report: dict) -> dict:
     """Write report.json last (atomically): from now on OUT is a complete, consistent preparation."""
     report["complete"] = True
-    write_json(out / REPORT, report, compact=False)
+    fsio.sync_all()  # labels, links and JSON were written without per-file fsync: all on disk before the marker
+    fsio.write_json(out / REPORT, report, indent=1)
     return report
 
 

@@ -227,8 +227,8 @@ def generate(
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=quality)
             stem = f"syn{seed}_{split}_{i:05d}"
-            fsio.write_text(ann_dir / f"{stem}.txt", text)
-            fsio.write_bytes(img_dir / f"{stem}.jpg", buf.getvalue())
+            fsio.write_text(ann_dir / f"{stem}.txt", text, sync=False)
+            fsio.write_bytes(img_dir / f"{stem}.jpg", buf.getvalue(), sync=False)
     meta = {"generator": "yolo_ema.data.synthetic", "seed": seed, "images": images, "size": [w, h]}
     meta["objects"] = list(objects)
     meta["splits"] = {s: n for s, _, n in _split_counts(images)}

@@ -112,7 +112,7 @@ def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress:
     conv = visdrone_batch.convert_split(parsed, widths, heights, names)
     changed = False
     for (fname, stem, entry, _, _), labels in zip(ok, conv.labels):
-        changed |= fsio.write_text(os.path.join(lbl_out, stem + ".txt"), labels)
+        changed |= fsio.write_text(os.path.join(lbl_out, stem + ".txt"), labels, sync=False)
         changed |= fsio.link_or_copy(entry.path, os.path.join(img_out, fname), entry.stat())
     lists["malformed_rows"] = sorted(parsed.errors + conv.errors, key=_line_key)
     lists["annotations_without_image"] = sorted(
@@ -202,7 +202,7 @@ def prepare(
     for split, src in found.items():
         res, coco = prepare_split(split, src, src.parent, out, progress)
         fsio.makedirs(out / "annotations")
-        fsio.write_text(out / "annotations" / f"{split}.json", coco)
+        fsio.write_text(out / "annotations" / f"{split}.json", coco, sync=False)
         origin = src.name if (source / src.name).is_dir() else f"{src.name}.zip"
         report["splits"][split] = {"source_folder": origin, **res["counts"]}
         for k, v in res["counts"].items():
