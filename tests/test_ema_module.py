@@ -251,8 +251,6 @@ def test_plain_module_and_ultralytics_fuse():
     ema = EMA(64, 8)
     assert {n for n, _ in ema.named_children()} == {"gn", "conv1x1", "conv3x3"}
     pytest.importorskip("ultralytics")
-    from ultralytics.utils.torch_utils import fuse_conv_and_bn  # noqa: F401  (import check only)
-
     net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), EMA(64, 8)).eval()
     x = torch.randn(1, 3, 10, 10)
     with torch.no_grad():

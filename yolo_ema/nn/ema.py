@@ -26,6 +26,8 @@ exporting or compiling.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -197,53 +199,54 @@ def _attention_eager(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: fl
     return att, yc, rstd, (x_h, x_w, corners, a, w9, q, const)
 
 
-def _static(params: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    """Everything derived from the parameters alone (eager inference caches it until a parameter changes)."""
-    w1, b1, w3, b3, gamma, beta = params
-    cg = w1.shape[0]
-    s1 = beta.softmax(0)  # (Cg,) identity (a)
-    w_row, w_col = w3.sum(3), w3.sum(2)  # (Cout, Cin, 3): taps summed over columns / rows
-    w_feat = torch.stack(  # (Cout, Cin, 9) weights of the features of :func:`_conv_mean_features`, identity (b)
-        [w3.sum((2, 3)), -w_row[..., 0], -w_row[..., 2], -w_col[..., 0], -w_col[..., 2]]
-        + [w3[:, :, 0, 0], w3[:, :, 0, 2], w3[:, :, 2, 0], w3[:, :, 2, 2]],
-        -1,
-    )
-    return {
-        "w1": w1.reshape(cg, cg),
-        "b1": b1.reshape(1, cg, 1),
-        "w9": (s1[:, None, None, None] * w3).sum(0).permute(1, 2, 0).reshape(9, cg).contiguous(),  # (9, Cg)
-        "w_feat": w_feat.flatten(1).t().contiguous(),  # (Cin*9, Cout)
-        "b3": b3,
-        "gamma": gamma,
-        "beta": beta,
-        "c1": (s1 * b3).sum(),  # s1 . b3
-    }
+@functools.lru_cache(maxsize=64)
+def _tap_constants(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shape-only constants of :func:`_tap_means` (no parameter enters them, so caching them is always valid):
+    flat indices of the corners (H-1, W-1), (H-1, 0), (0, W-1), (0, 0), and the (9 features, 9 taps) matrix that turns
+    [total mean, last row, first row, last column, first column, four corners] into each tap's window mean."""
+    t = [[0.0] * 9 for _ in range(9)]  # t[feature][tap], tap = 3 * i + j
+    for i in range(3):
+        for j in range(3):
+            k = 3 * i + j
+            t[0][k] = 1.0  # total mean
+            t[1][k] = -1.0 / h if i == 0 else 0.0  # tap row 0 misses the last input row
+            t[2][k] = -1.0 / h if i == 2 else 0.0  # tap row 2 misses the first input row
+            t[3][k] = -1.0 / w if j == 0 else 0.0  # tap column 0 misses the last input column
+            t[4][k] = -1.0 / w if j == 2 else 0.0  # tap column 2 misses the first input column
+    for f, k in zip(range(5, 9), (0, 2, 6, 8)):  # corner missed twice, added back once
+        t[f][k] = 1.0 / (h * w)
+    idx = torch.tensor([h * w - 1, (h - 1) * w, w - 1, 0], device=device)
+    return idx, torch.tensor(t, dtype=dtype, device=device)
 
 
-def _conv_mean_features(gx: torch.Tensor, x_h: torch.Tensor, x_w: torch.Tensor) -> torch.Tensor:
-    """(N, Cin*9) per channel: total mean, last/first row and column shares, four corners / HW (eager, few kernels);
-    ``features @ w_feat + b3`` is :func:`conv3x3_mean`."""
+def _tap_means(gx: torch.Tensor, x_h: torch.Tensor, x_w: torch.Tensor) -> torch.Tensor:
+    """(N, Cin*9) mean of the zero-padded input window that each 3x3 tap sees, identity (b), in few kernels (eager);
+    ``tap_means @ conv3x3.weight.view(Cout, Cin*9).t() + bias`` is :func:`conv3x3_mean`."""
     n, c, h, w = gx.shape
-    idx = torch.tensor([h * w - 1, (h - 1) * w, w - 1, 0], device=gx.device)
+    idx, t = _tap_constants(h, w, gx.dtype, gx.device)
     corners = gx.reshape(n, c, h * w).index_select(2, idx)  # (N, Cin, 4) x[-1,-1], x[-1,0], x[0,-1], x[0,0]
     f = torch.cat([x_h.mean(-1, keepdim=True), x_h[..., -1:], x_h[..., :1], x_w[..., -1:], x_w[..., :1], corners], 2)
-    scale = torch.tensor([1.0, 1 / h, 1 / h, 1 / w, 1 / w] + [1 / (h * w)] * 4, dtype=f.dtype, device=f.device)
-    return f.mul_(scale).flatten(1)  # (N, Cin*9)
+    return torch.matmul(f, t).view(n, c * 9)  # (N, Cin, 9 features) @ (9, 9 taps)
 
 
-def _attention_fast(gx: torch.Tensor, st: dict[str, torch.Tensor], eps: float) -> torch.Tensor:
-    """Eager, no autograd, fewest kernels: the (N, 1, H, W) attention map from precomputed :func:`_static`."""
+def _attention_fast(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor:
+    """Eager, no autograd, fewest kernels: the (N, 1, H, W) attention map. The parameter-only algebra (s1, the
+    collapsed taps, s1 . b3) is recomputed on every call: a handful of tiny kernels, never stale."""
+    w1, b1, w3, b3, gamma, beta = params
     n, cg, h, w = gx.shape
+    w3f = w3.reshape(cg, cg * 9)  # (Cout, Cin*9)
     x_h, x_w = gx.mean(3), gx.mean(2)  # (N, Cg, H), (N, Cg, W)
-    a = torch.matmul(st["w1"], torch.cat([x_h, x_w], 2)).add_(st["b1"]).sigmoid_()  # (N, Cg, H+W) conv1x1 gates
-    a_h, a_w = _split_gates(a, h, w)
-    s2 = torch.addmm(st["b3"], _conv_mean_features(gx, x_h, x_w), st["w_feat"]).softmax(1)  # (N, Cg)
-    u = torch.bmm(st["w9"].expand(n, 9, cg), gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (N, 9, H, W)
+    a = torch.matmul(w1.reshape(cg, cg), torch.cat([x_h, x_w], 2))  # (N, Cg, H+W) conv1x1
+    a_h, a_w = _split_gates(a.add_(b1.view(1, cg, 1)).sigmoid_(), h, w)
+    s2 = torch.addmm(b3, _tap_means(gx, x_h, x_w), w3f.t()).softmax(1)  # (N, Cg), identity (b)
+    s1 = beta.softmax(0)  # (Cg,) identity (a)
+    w9 = torch.mv(w3f.t(), s1).view(cg, 9).t()  # (9, Cg) collapsed taps sum_c s1_c W_c
+    u = torch.matmul(w9, gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (N, 9, H, W) per-tap channel sums
     yc, _, rstd = _centred_gate(gx, a_h, a_w, eps)  # (N, Cg, H, W)
     att = _shift_sum_(u).view(n, 1, h * w)  # (N, 1, HW) = s1 . conv3x3(gx)
     del u
-    att.baddbmm_((s2 * st["gamma"]).mul_(rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - const
-    const = torch.mv(s2, st["beta"]).add_(st["c1"])  # (N,) s2 . beta + s1 . b3
+    att.baddbmm_((s2 * gamma).mul_(rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - const
+    const = torch.addmv(torch.dot(s1, b3), s2, beta)  # (N,) s2 . beta + s1 . b3
     return att.view(n, 1, h, w).add_(const.view(n, 1, 1, 1)).sigmoid_()  # (N, 1, H, W)
 
 
@@ -263,7 +266,7 @@ class _EMAFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, groups: int, eps: float, *params: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         gx = x.reshape(b * groups, c // groups, h, w).contiguous()  # (BG, Cg, H, W)
-        att = _attention_fast(gx, _static(params), eps)
+        att = _attention_fast(gx, params, eps)
         ctx.save_for_backward(x, *params)
         ctx.groups, ctx.eps = groups, eps
         return (gx * att).view(b, c, h, w)
@@ -349,19 +352,9 @@ class EMA(nn.Module):
         self.gn = nn.GroupNorm(cg, cg)
         self.conv1x1 = nn.Conv2d(cg, cg, kernel_size=1, stride=1, padding=0)
         self.conv3x3 = nn.Conv2d(cg, cg, kernel_size=3, stride=1, padding=1)
-        self._static_cache: tuple | None = None  # (parameter identity+version key, _static(...)), not state
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, factor={self.groups}"
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_static_cache"] = None  # derived data: never pickled / deep-copied into checkpoints
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state.setdefault("_static_cache", None)
-        super().__setstate__(state)
 
     def _params(self) -> tuple[torch.Tensor, ...]:
         return (
@@ -386,10 +379,7 @@ class EMA(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
             return _EMAFunction.apply(x, self.groups, eps, *params)
         gx = x.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
-        if self._static_cache is None or self._static_cache[0] != key:
-            self._static_cache = (key, _static(params))
-        att = _attention_fast(gx, self._static_cache[1], eps)  # (BG, 1, H, W)
+        att = _attention_fast(gx, params, eps)  # (BG, 1, H, W), nothing derived from the parameters is kept
         return (gx * att).view(b, c, h, w)
 
     def _forward_functional(self, x: torch.Tensor) -> torch.Tensor:
