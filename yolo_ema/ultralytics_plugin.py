@@ -141,12 +141,47 @@ def _validate_rows(parse_model):
         for i, row in enumerate(list(d.get("backbone") or []) + list(d.get("head") or [])):
             if isinstance(row, (list, tuple)) and len(row) >= 3 and row[2] == "EMA":
                 check_ema_from(row[0], i)
-        return parse_model(d, ch, verbose)
+        return parse_with_blocks(parse_model, d, ch, verbose)
 
     checked._yolo_ema = True
     checked.__wrapped__ = parse_model
     checked.__doc__ = parse_model.__doc__
     return checked
+
+
+# --- in-block variants (C2f_EMA, C3k2_EMA; the blocks themselves live in yolo_ema.blocks) ---------------------------
+
+
+def parse_with_blocks(parse_model, d, ch, verbose=True):
+    """Parse ``d`` with rows naming an in-block variant built as their Ultralytics parent, then upgraded in place.
+
+    ``parse_model`` scales only classes in its local ``base_modules`` / ``repeat_modules`` sets (and gives C3k2 its
+    m/l/x ``c3k`` switch by identity), so a ``C2f_EMA`` row is parsed as ``C2f`` (same width, repeats and arguments)
+    and the built layer then gains its EMA (:func:`yolo_ema.blocks.upgrade`). ``d`` itself (the model's ``yaml``)
+    keeps the variant's name.
+    """
+    from yolo_ema.blocks import PARENTS, upgrade
+
+    rows = list(d.get("backbone") or []) + list(d.get("head") or [])
+    names = {i: r[2] for i, r in enumerate(rows) if isinstance(r, (list, tuple)) and len(r) >= 3 and r[2] in PARENTS}
+    if not names:
+        return parse_model(d, ch, verbose)
+
+    d = deepcopy(d)
+    for i, name in names.items():
+        section, j = ("backbone", i) if i < len(d.get("backbone") or []) else ("head", i - len(d["backbone"]))
+        d[section][j][2] = PARENTS[name].__name__
+    model, save = parse_model(d, ch, verbose)
+    for i, name in names.items():
+        layer = upgrade(model[i], name)
+        layer.type, layer.np = f"yolo_ema.blocks.{name}", sum(p.numel() for p in layer.parameters())
+    if verbose:
+        from ultralytics.utils import LOGGER as ULOGGER
+
+        ULOGGER.info(
+            f"yolo-ema: layers {sorted(names)} built as {sorted(set(names.values()))} (EMA in each bottleneck)"
+        )
+    return model, save
 
 
 EMABuilder.__name__ = EMABuilder.__qualname__ = "EMA"
@@ -282,7 +317,9 @@ def register() -> bool:
             tasks.parse_model = _validate_rows(tasks.parse_model)
         tasks.EMA = EMABuilder  # parse_model resolves names via the module's globals()
         if hasattr(torch.serialization, "add_safe_globals"):
-            torch.serialization.add_safe_globals([EMA])
+            from yolo_ema.blocks import SAFE_CLASSES
+
+            torch.serialization.add_safe_globals([EMA, *SAFE_CLASSES])
         if not getattr(tasks.BaseModel.load, "_yolo_ema", False):
             tasks.BaseModel.load = _load_with_alignment(tasks.BaseModel.load)
         from ultralytics.utils.callbacks import base as callbacks
