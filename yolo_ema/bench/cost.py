@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 
 
 def load_model(model):
@@ -121,40 +119,16 @@ def torch_device(device: str | None):
     return torch.device(d)
 
 
-def _sync(dev) -> None:
-    import torch
-
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: str = "cpu") -> dict:
     """Interleaved batch-1 forward timings of fused eval models; ``{label: {median_ms, q1_ms, q3_ms, runs}}``."""
-    import torch
-
     if runs < 1 or warmup < 0:
         raise ValueError(f"latency needs runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    from yolo_ema.bench import timing
+
     dev = torch_device(device)
     mods = {k: eval_model(v).to(dev) for k, v in models.items()}
-    x = _input(imgsz).to(dev)
-    labels = list(mods)
-    samples = {k: [] for k in labels}
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            order = labels if i % 2 == 0 else labels[::-1]
-            for k in order:
-                _sync(dev)
-                t0 = time.perf_counter()
-                mods[k](x)
-                _sync(dev)
-                dt = (time.perf_counter() - t0) * 1000
-                if i >= warmup:
-                    samples[k].append(dt)
-    out = {}
-    for k, s in samples.items():
-        q = statistics.quantiles(s, n=4) if len(s) > 1 else [s[0]] * 3
-        out[k] = {"median_ms": statistics.median(s), "q1_ms": q[0], "q3_ms": q[2], "runs": len(s)}
-    return out
+    samples = timing.eager_latency(mods, _input(imgsz).to(dev), repeats=runs, warmup=warmup)
+    return {k: timing.summary_ms(s) for k, s in samples.items()}
 
 
 def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: str = "cpu", progress=print) -> dict:
