@@ -23,7 +23,9 @@ import numpy as np
 
 from yolo_ema.eval.ignore import in_ignored
 
-IGNORE_SOURCES = ("ignored_region", "others", "score0")
+IGNORE_SOURCES = ("ignored_region", "others", "score0")  # the sources ``ignore_regions`` may name
+#: Regions the DET toolkit drops boxes in: category 0 only (dropObjectsInIgr.m); 'others' and score-0 objects are not.
+DROP_SOURCES = ("ignored_region",)
 
 
 def load_gt(gt: str | os.PathLike | dict) -> dict:
@@ -113,7 +115,11 @@ def check_detections(detections: Iterable[dict], gt: dict) -> list[dict]:
 
 
 def truncate_per_image(detections: list[dict], max_dets: int) -> list[dict]:
-    """Keep the ``max_dets`` highest-scoring detections of each image (all classes together, as VisDrone's 500 cap)."""
+    """Keep the ``max_dets`` highest-scoring detections of each image, all classes together (the COCO views' cap).
+
+    The VisDrone toolkit protocol caps differently (first rows in the order given): see
+    :mod:`yolo_ema.eval.visdrone_toolkit`.
+    """
     by_image = defaultdict(list)
     for d in detections:
         by_image[d["image_id"]].append(d)
@@ -124,7 +130,7 @@ def truncate_per_image(detections: list[dict], max_dets: int) -> list[dict]:
     return out
 
 
-def ignore_regions_by_image(gt: dict, sources: Iterable[str] = IGNORE_SOURCES) -> dict:
+def ignore_regions_by_image(gt: dict, sources: Iterable[str] = DROP_SOURCES) -> dict:
     """``{image_id: (R, 4) array of [x, y, w, h]}`` for the ignore regions of the given sources."""
     sources = set(sources)
     regions = defaultdict(list)
@@ -134,14 +140,16 @@ def ignore_regions_by_image(gt: dict, sources: Iterable[str] = IGNORE_SOURCES) -
     return {k: np.asarray(v, dtype=np.float64) for k, v in regions.items()}
 
 
-def drop_in_ignored(gt: dict, detections: list[dict], sources: Iterable[str] = IGNORE_SOURCES):
-    """Apply the VisDrone rule: remove GT annotations and detections >= 50% inside the image's ignore regions.
+def drop_in_ignored(gt: dict, detections: list[dict], sources: Iterable[str] = DROP_SOURCES):
+    """The DET toolkit's drop (``dropObjectsInIgr.m``, see :mod:`yolo_ema.eval.ignore`): remove GT annotations and
+    detections >= 50% inside the image's ignored regions, measured on the toolkit's pixel grid of the image size.
 
     Returns:
         ``(gt_filtered, detections_filtered, n_gt_dropped, n_dets_dropped)``; ``gt_filtered`` is a shallow copy of
         ``gt`` with a new ``annotations`` list.
     """
     regions = ignore_regions_by_image(gt, sources)
+    sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
 
     def keep(items):
         by_image = defaultdict(list)
@@ -151,7 +159,7 @@ def drop_in_ignored(gt: dict, detections: list[dict], sources: Iterable[str] = I
         for image_id, idx in by_image.items():
             if image_id in regions:
                 boxes = [items[j]["bbox"] for j in idx]
-                mask[idx] = ~in_ignored(boxes, regions[image_id])
+                mask[idx] = ~in_ignored(boxes, regions[image_id], *sizes[image_id])
         return [it for it, k in zip(items, mask) if k]
 
     anns = keep(gt["annotations"])

@@ -1,91 +1,89 @@
-"""VisDrone ignored regions: which boxes lie at least half inside them.
+"""VisDrone ignored regions: which boxes the DET toolkit drops, on its own integer pixel grid.
 
-Implements the rule of the VisDrone2019-DET toolkit (``dropObjectsInIgr.m``): before evaluation, every ground-truth
-box and every detection whose area lies >= 50% inside the image's ignored regions is removed (the toolkit keeps a box
-when ``covered / (w * h) < 0.5``). The toolkit paints all regions of an image into one binary mask, so the covered
-area is measured against the *union* of the regions; two half-overlapping regions are not counted twice. We compute
-the same quantity exactly in continuous coordinates (coordinate compression over the region edges) instead of on the
-toolkit's rounded 1-based pixel grid, so results can differ from the MATLAB code by sub-pixel rounding only.
+The rule of ``utils/dropObjectsInIgr.m`` (github.com/VisDrone/VisDrone2018-DET-toolkit), reproduced exactly, not
+approximated by continuous geometry (the two differ by whole pixels: the toolkit's regions reach one pixel further
+left and up than their boxes, and boxes are rounded):
 
-Pure numpy; no torch or Ultralytics.
+* regions (category 0 only) become ``max(1, [x y w h])`` and paint rows ``y .. min(H, y+h)`` and columns
+  ``x .. min(W, x+w)`` (1-based, both ends inclusive) of an ``H x W`` mask;
+* a box becomes ``pos = max(1, round([x y w h]))`` (MATLAB ``round``: halves away from zero), its corner
+  ``x = clamp(pos_x, 1, W)``, ``y = clamp(pos_y, 1, H)``; with the integral image ``I`` of the mask
+  (``createIntImg.m``), ``covered = I(y, x) + I(y2, x2) - I(y, x2) - I(y2, x)`` where ``x2 = min(W, x+w)`` and
+  ``y2 = max(1, min(H, y+h))``, i.e. the painted pixels in rows ``y+1 .. y2`` and columns ``x+1 .. x2``;
+* the box is kept when ``covered / (w * h) < 0.5``.
+
+Instead of painting a full image we compress the grid to the region edges (the mask is constant between them) and
+count pixels per compressed cell, which gives the same integers. Region coordinates are integers in VisDrone files;
+non-integer ones (where MATLAB indexing would fail) are rounded. Pure numpy; no torch or Ultralytics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-#: Fraction of a box's own area inside ignored regions from which the box is dropped (VisDrone toolkit: >= 0.5).
+#: Fraction of a box's (rounded) area inside ignored regions from which the box is dropped (toolkit: >= 0.5).
 DROP_FRACTION = 0.5
 
 
-def _as_xyxy(boxes_xywh: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+def matlab_round(v: np.ndarray) -> np.ndarray:
+    """MATLAB ``round``: halves away from zero (numpy's ``round`` goes to even)."""
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
 
 
-def _union_area(rects: np.ndarray) -> float:
-    """Area of the union of axis-aligned rectangles ``(K, 4)`` xyxy, exactly, by coordinate compression."""
-    xs = np.unique(rects[:, [0, 2]])
-    ys = np.unique(rects[:, [1, 3]])
-    if len(xs) < 2 or len(ys) < 2:
-        return 0.0
-    cx = (xs[:-1] + xs[1:]) / 2  # cell centres
-    cy = (ys[:-1] + ys[1:]) / 2
-    inside_x = (rects[:, 0, None] <= cx) & (cx < rects[:, 2, None])  # (K, nx)
-    inside_y = (rects[:, 1, None] <= cy) & (cy < rects[:, 3, None])  # (K, ny)
-    covered = (inside_x[:, :, None] & inside_y[:, None, :]).any(axis=0)  # (nx, ny)
-    cell = np.diff(xs)[:, None] * np.diff(ys)[None, :]
-    return float((cell * covered).sum())
+def _cells(starts: np.ndarray, ends: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Compressed 1-based cells ``[lo, hi]`` covering ``1..size`` split at every region start and end + 1."""
+    edges = np.unique(np.concatenate([[1.0, size + 1], starts, ends + 1]))
+    edges = edges[(edges >= 1) & (edges <= size + 1)]
+    return edges[:-1], edges[1:] - 1  # (K,), (K,)
 
 
-def covered_fraction(boxes_xywh, regions_xywh) -> np.ndarray:
-    """Fraction of each box's area that lies inside the union of ``regions``.
+def _overlap(lo: np.ndarray, hi: np.ndarray, c_lo: np.ndarray, c_hi: np.ndarray) -> np.ndarray:
+    """(N, K) pixels shared by the ranges ``[lo, hi]`` (N,) and the cells ``[c_lo, c_hi]`` (K,)."""
+    return np.clip(np.minimum(hi[:, None], c_hi[None, :]) - np.maximum(lo[:, None], c_lo[None, :]) + 1, 0, None)
+
+
+def covered_fraction(boxes_xywh, regions_xywh, width: float, height: float) -> np.ndarray:
+    """``igrVal / (h*w)`` of ``dropObjectsInIgr.m`` for each box: covered mask pixels over its rounded area.
 
     Args:
-        boxes_xywh: ``(N, 4)`` boxes as COCO ``[x, y, w, h]``.
-        regions_xywh: ``(R, 4)`` ignored regions as ``[x, y, w, h]``.
+        boxes_xywh: ``(N, 4)`` boxes ``[x, y, w, h]`` (objects or detections).
+        regions_xywh: ``(R, 4)`` ignored regions ``[x, y, w, h]`` of the same image.
+        width, height: the image size ``W``, ``H`` in pixels.
 
     Returns:
-        ``(N,)`` float array in [0, 1]. A zero-area box gets 1.0 if its top-left corner lies inside a region, else 0.0.
+        ``(N,)`` float array (0 where there are no regions).
     """
-    boxes = _as_xyxy(boxes_xywh)
-    regions = _as_xyxy(regions_xywh)
-    out = np.zeros(len(boxes), dtype=np.float64)
-    if len(boxes) == 0 or len(regions) == 0:
+    boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+    reg = np.asarray(regions_xywh, dtype=np.float64).reshape(-1, 4)
+    out = np.zeros(len(boxes))
+    if not len(boxes) or not len(reg):
         return out
-    # Every box clipped against every region: (N, R, 4).
-    x1 = np.maximum(boxes[:, None, 0], regions[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], regions[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], regions[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], regions[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)  # (N, R)
-    hits = inter > 0
-    n_hits = hits.sum(axis=1)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    for i in np.flatnonzero(n_hits):
-        if area[i] <= 0:
-            continue
-        if n_hits[i] == 1:
-            covered = inter[i].sum()
-        else:  # overlapping regions: measure the union, not the sum
-            k = hits[i]
-            covered = _union_area(np.stack([x1[i, k], y1[i, k], x2[i, k], y2[i, k]], axis=1))
-        out[i] = min(1.0, covered / area[i])
-    degenerate = area <= 0
-    if degenerate.any():
-        px, py = boxes[degenerate, 0], boxes[degenerate, 1]
-        inside = (
-            (regions[None, :, 0] <= px[:, None])
-            & (px[:, None] <= regions[None, :, 2])
-            & (regions[None, :, 1] <= py[:, None])
-            & (py[:, None] <= regions[None, :, 3])
-        ).any(axis=1)
-        out[degenerate] = inside.astype(np.float64)
-    return out
+    W, H = float(width), float(height)
+    reg = matlab_round(np.maximum(1.0, reg))  # igrRegion = max(1, gt(idxIgr, 1:4))
+    r_x0, r_y0 = reg[:, 0], reg[:, 1]
+    r_x1, r_y1 = np.minimum(W, reg[:, 0] + reg[:, 2]), np.minimum(H, reg[:, 1] + reg[:, 3])  # inclusive ends
+    col_lo, col_hi = _cells(r_x0, r_x1, W)
+    row_lo, row_hi = _cells(r_y0, r_y1, H)
+    # Cell (row k, col l) is painted when one region spans it (cells never straddle a region edge).
+    in_rows = (r_y0[:, None] <= row_lo[None, :]) & (row_hi[None, :] <= r_y1[:, None])  # (R, K)
+    in_cols = (r_x0[:, None] <= col_lo[None, :]) & (col_hi[None, :] <= r_x1[:, None])  # (R, L)
+    mask = (in_rows.astype(np.float64).T @ in_cols.astype(np.float64)) > 0  # (K, L)
+
+    pos = np.maximum(1.0, matlab_round(boxes))  # pos = max(1, round(curgt(i, 1:4)))
+    x, y = np.clip(pos[:, 0], 1, W), np.clip(pos[:, 1], 1, H)
+    w, h = pos[:, 2], pos[:, 3]
+    x2, y2 = np.minimum(W, x + w), np.clip(y + h, 1, H)
+    rows = _overlap(y + 1, y2, row_lo, row_hi)  # (N, K)
+    cols = _overlap(x + 1, x2, col_lo, col_hi)  # (N, L)
+    covered = np.einsum("nk,kl,nl->n", rows, mask.astype(np.float64), cols)
+    return covered / (h * w)
 
 
-def in_ignored(boxes_xywh, regions_xywh, threshold: float = DROP_FRACTION) -> np.ndarray:
-    """Boolean mask of the boxes the VisDrone protocol drops: covered fraction >= ``threshold``."""
-    return covered_fraction(boxes_xywh, regions_xywh) >= threshold
+def kept_by_regions(boxes_xywh, regions_xywh, width: float, height: float) -> np.ndarray:
+    """``(N,)`` bool: the boxes ``dropObjectsInIgr.m`` keeps (``igrVal / (h*w) < 0.5``)."""
+    return covered_fraction(boxes_xywh, regions_xywh, width, height) < DROP_FRACTION
+
+
+def in_ignored(boxes_xywh, regions_xywh, width: float, height: float) -> np.ndarray:
+    """``(N,)`` bool: the boxes the toolkit drops (the complement of :func:`kept_by_regions`)."""
+    return ~kept_by_regions(boxes_xywh, regions_xywh, width, height)

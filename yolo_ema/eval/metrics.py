@@ -18,10 +18,15 @@ Protocols (see :func:`evaluate_detections` for the returned dict):
   so each bucket's upper bound is passed as the float just below it, making the buckets half-open and disjoint.
   The COCO areas keep COCO's own inclusive bounds, so "coco" equals pycocotools' standard summary. AI-TOD caps at
   1500 detections/image; we use :data:`MAX_DETS_PER_IMAGE` (500).
-* **VisDrone-DET** (Zhu et al., "Detection and Tracking Meet Drones Challenge", TPAMI 2021; VisDrone2019-DET toolkit):
-  GT boxes and detections >= 50% inside the union of the image's ignored regions are removed first (see
-  :mod:`yolo_ema.eval.ignore`), then COCO matching with maxDets 1/10/100/500; AP, AP50, AP75 at 500 and AR1, AR10,
-  AR100, AR500. 'others' (category 11) are not evaluated classes; by default their boxes act as ignore regions too.
+* **VisDrone-DET** (``"visdrone"``; Zhu et al., "Detection and Tracking Meet Drones Challenge", TPAMI 2021): the
+  official VisDrone2019-DET toolkit's own algorithm, rule for rule (:mod:`yolo_ema.eval.visdrone_toolkit`; COCOeval
+  cannot express it): category-0 regions dropped on the toolkit's pixel grid, then the first 1/10/100/500 detection
+  rows of each image over all classes, greedy matching with score-0 ignore objects, VOC all-point AP, classes
+  weighted by the number of images containing them. AP, AP50, AP75 (500 detections) and AR1, AR10, AR100, AR500;
+  comparable with published VisDrone-DET numbers.
+* **VisDrone, COCO-style** (``"visdrone-coco"``): the toolkit's ignored-region drop followed by COCOeval (101-point
+  AP, classes weighted equally, maxDets per image *and class*, score-0 objects as crowd). Not comparable with
+  published VisDrone numbers; kept for COCO-style analyses of VisDrone data.
 
 As in COCO, an object belongs to an area bucket by its annotation ``area`` (the prepared VisDrone/synthetic sets
 write ``w * h``; COCO itself writes the mask area), a detection by ``w * h``; ground truth outside the bucket is
@@ -40,16 +45,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from yolo_ema.eval.gt import IGNORE_SOURCES, check_detections, drop_in_ignored, load_gt, truncate_per_image
+from yolo_ema.eval import visdrone_toolkit
+from yolo_ema.eval.gt import check_detections, drop_in_ignored, load_gt, truncate_per_image
 
 #: Detections kept per image (all classes together), as the VisDrone challenge allows.
 MAX_DETS_PER_IMAGE = 500
-VISDRONE_MAX_DETS = (1, 10, 100, 500)  # the DET toolkit's AR1/AR10/AR100/AR500
+VISDRONE_MAX_DETS = visdrone_toolkit.MAX_DETS  # the DET toolkit's AR1/AR10/AR100/AR500
 COCO_MAX_DETS = 100  # COCO's AP is reported at 100 detections per image (and category)
 AREA_INF = 1e5**2  # the evaluators' own "infinity" for area ranges
 COCO_AREAS = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, AREA_INF)}
 TINY_BUCKETS = {"very_tiny": (0, 8**2), "tiny": (8**2, 16**2), "small": (16**2, 32**2), "medium": (32**2, AREA_INF)}
-PROTOCOLS = ("auto", "coco", "visdrone")
+PROTOCOLS = ("auto", "coco", "visdrone", "visdrone-coco")
 BACKENDS = ("faster-coco-eval", "pycocotools")
 
 
@@ -177,7 +183,7 @@ def _buckets_section(run: CocoRun, gt: dict) -> dict:
 
 
 def _visdrone_section(run: CocoRun) -> dict:
-    """VisDrone-DET numbers: AP/AP50/AP75 at 500 detections, AR at 1/10/100/500, whatever cap was applied first."""
+    """COCO-style VisDrone numbers: AP/AP50/AP75 at 500 detections per image and class, AR at 1/10/100/500."""
     out = {
         "AP": run.ap(max_dets=VISDRONE_MAX_DETS[-1]),
         "AP50": run.ap(max_dets=VISDRONE_MAX_DETS[-1], iou=0.5),
@@ -211,12 +217,27 @@ def _per_class(run: CocoRun, gt: dict, detections: list[dict]) -> list[dict]:
 
 
 def resolve_protocol(gt: dict, protocol: str) -> str:
-    """``auto`` -> ``visdrone`` when the ground truth carries an ``ignore_regions`` key, else ``coco``."""
+    """``auto`` -> ``visdrone`` (the DET toolkit) when the ground truth carries an ``ignore_regions`` key, else ``coco``."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if protocol == "auto":
         return "visdrone" if "ignore_regions" in gt else "coco"
     return protocol
+
+
+def _with_score0_as_crowd(gt: dict) -> dict:
+    """``gt`` whose score-0 objects (``ignore_regions`` source ``score0``) are crowd annotations, COCO's ignore GT."""
+    cat_ids = {c["id"] for c in gt["categories"]}
+    next_id = max((a["id"] for a in gt["annotations"] if isinstance(a.get("id"), int)), default=0) + 1
+    extra = [
+        {**{k: r[k] for k in ("image_id", "category_id", "bbox")}, "id": next_id + j, "iscrowd": 1}
+        for j, r in enumerate(
+            r for r in gt.get("ignore_regions") or [] if r.get("source") == "score0" and r.get("category_id") in cat_ids
+        )
+    ]
+    for a in extra:
+        a["area"] = float(a["bbox"][2]) * float(a["bbox"][3])
+    return {**gt, "annotations": gt["annotations"] + extra}
 
 
 def evaluate_detections(
@@ -225,19 +246,20 @@ def evaluate_detections(
     protocol: str = "auto",
     *,
     max_dets_per_image: int = MAX_DETS_PER_IMAGE,
-    ignore_sources: Iterable[str] = IGNORE_SOURCES,
     backend: str = "faster-coco-eval",
 ) -> dict:
     """Evaluate COCO-format detections against a COCO ground truth.
 
     Args:
         gt: path to a COCO ground-truth json, or the dict (not modified).
-        detections: iterable of ``{image_id, category_id, bbox [x, y, w, h], score}``.
-        protocol: ``"coco"``, ``"visdrone"`` or ``"auto"`` (visdrone when the GT has ``ignore_regions``).
-        max_dets_per_image: detections kept per image, highest scores first, over all classes (default 500).
-        ignore_sources: which ``ignore_regions`` sources act as ignored regions under the VisDrone protocol. The
-            default (all: ``ignored_region``, ``others``, ``score0``) also ignores 'others' boxes; pass
-            ``("ignored_region", "score0")`` for the DET toolkit's stricter reading (category 0 only).
+        detections: iterable of ``{image_id, category_id, bbox [x, y, w, h], score}``. Under ``"visdrone"`` their
+            order matters as in the toolkit: each image's 1/10/100/500 caps keep its first detections *in the order
+            given* (the toolkit's file order), after the ignored-region drop, whatever their scores; sort each image's
+            detections by score first (yolo-ema's own predictions are) to keep the best ones.
+        protocol: ``"coco"``, ``"visdrone"`` (the DET toolkit), ``"visdrone-coco"`` (COCO-style, not comparable with
+            published VisDrone numbers) or ``"auto"`` (visdrone when the GT has ``ignore_regions``).
+        max_dets_per_image: detections kept per image, highest scores first, over all classes, for the COCO views
+            ("coco", "buckets", "per_class", "visdrone_coco"; default 500). The toolkit's caps are fixed (1..500).
         backend: ``"faster-coco-eval"`` or ``"pycocotools"`` (same numbers, the former is faster).
 
     Returns:
@@ -245,23 +267,24 @@ def evaluate_detections(
         falls in that class/area bucket, so the metric is undefined (never 0 and never NaN, so it survives JSON)::
 
             {
-              "protocol": "coco" | "visdrone",   # the protocol used for "buckets" and "per_class"
+              "protocol": "coco" | "visdrone" | "visdrone-coco",
               "backend": "faster-coco-eval",
               "n_images": int, "n_gt": int (non-crowd annotations), "n_dets": int (after the per-image cap),
               "n_dets_in": int (as given), "max_dets_per_image": 500,
               "coco": {AP, AP50, AP75, AP_small, AP_medium, AP_large, AR1, AR10, AR100, AR_small, AR_medium,
                        AR_large},          # plain COCO on the unfiltered GT, 100 dets/image, always present
               "buckets": {"very_tiny" | "tiny" | "small" | "medium": {AP, AP50, AR, n_gt}},  # AI-TOD, at max_dets_per_image
-              "visdrone": {AP, AP50, AP75, AR1, AR10, AR100, AR500, n_gt, n_gt_dropped, n_dets_dropped},
-                                           # only when protocol is visdrone
+              "visdrone": {AP, AP50, AP75, AR1, AR10, AR100, AR500, n_gt, n_gt_ignore, n_gt_dropped, n_dets_dropped,
+                           per_class},     # the DET toolkit (visdrone_toolkit.evaluate), protocol "visdrone" only
+              "visdrone_coco": {AP, AP50, AP75, AR1, AR10, AR100, AR500, n_gt, n_gt_dropped, n_dets_dropped},
+                                           # protocol "visdrone-coco" only
               "per_class": [{id, name, n_gt, n_dets, AP, AP50, AP75, AR,
-                             "AP_buckets": {very_tiny, tiny, small, medium}}],  # in category-id order
+                             "AP_buckets": {very_tiny, tiny, small, medium}}],  # COCOeval, in category-id order
             }
 
-        Under the visdrone protocol "buckets" and "per_class" are computed after the ignored-region filtering
-        (and "n_gt"/"n_dets" in "per_class" count what is left); "coco" stays the unfiltered COCO view, in which a
-        detection inside an ignored region is a false positive. The evaluator's maxDets limits apply per image *and
-        category* (COCO's rule); ``max_dets_per_image`` is applied before, per image over all categories.
+        Under both VisDrone protocols "buckets" and "per_class" are COCOeval after the toolkit's ignored-region drop
+        (score-0 objects as crowd; "n_gt"/"n_dets" in "per_class" count what is left); "coco" stays the unfiltered
+        COCO view, in which a detection inside an ignored region is a false positive.
     """
     if max_dets_per_image < 1:
         raise ValueError(f"max_dets_per_image must be >= 1, got {max_dets_per_image}")
@@ -282,15 +305,20 @@ def evaluate_detections(
         "max_dets_per_image": max_dets_per_image,
         "coco": _coco_section(plain),
     }
-    if protocol == "visdrone":
-        gt_v, dets_v, n_gt_drop, n_det_drop = drop_in_ignored(gt, dets, ignore_sources)
+    if protocol in ("visdrone", "visdrone-coco"):
+        gt_s = _with_score0_as_crowd(gt)
+        gt_v, dets_v, _, n_det_drop = drop_in_ignored(gt_s, dets_in)  # drop first, then cap (saveAnnoRes.m)
+        dets_v = truncate_per_image(dets_v, max_dets_per_image)
         run = CocoRun(gt_v, dets_v, max_dets, backend)
-        result["visdrone"] = {
-            **_visdrone_section(run),
-            "n_gt": _count_gt(gt_v),
-            "n_gt_dropped": n_gt_drop,
-            "n_dets_dropped": n_det_drop,
-        }
+        if protocol == "visdrone":
+            result["visdrone"] = visdrone_toolkit.evaluate(gt, dets_in)
+        else:
+            result["visdrone_coco"] = {
+                **_visdrone_section(run),
+                "n_gt": _count_gt(gt_v),
+                "n_gt_dropped": _count_gt(gt_s) - _count_gt(gt_v),
+                "n_dets_dropped": n_det_drop,
+            }
         result["buckets"] = _buckets_section(run, gt_v)
         result["per_class"] = _per_class(run, gt_v, dets_v)
     else:

@@ -1,0 +1,324 @@
+"""The VisDrone2019-DET toolkit's evaluation, rule for rule, vectorised with numpy.
+
+A port of the official MATLAB toolkit (github.com/VisDrone/VisDrone2018-DET-toolkit, the VisDrone2019-DET release):
+``evalDET.m`` -> ``utils/saveAnnoRes.m`` -> ``utils/dropObjectsInIgr.m`` -> ``utils/calcAccuracy.m`` ->
+``utils/evalRes.m`` / ``utils/compOas.m`` / ``utils/VOCap.m``. Published VisDrone-DET numbers come from that code, so
+every rule is kept, including its quirks:
+
+1. Ignored regions are category 0 only (``dropObjectsInIgr.m``: ``idxIgr = gt(:,6) == 0``); 'others' (11) is neither
+   evaluated nor an ignored region.
+2. Ignored-region geometry (``dropObjectsInIgr.m``): regions are painted into an integer image mask after
+   ``max(1, .)``, with inclusive ends (rows ``y .. min(H, y+h)``, columns ``x .. min(W, x+w)``); an object or
+   detection is rounded (``max(1, round(.))``), its corner clamped to the image, its covered pixels counted with the
+   integral image (``createIntImg.m``) and it is dropped when ``covered / (w*h) >= 0.5``.
+3. Order (``saveAnnoRes.m`` then ``calcAccuracy.m``): ignored-region drops first, then ``maxDets`` keeps the image's
+   first k remaining detection rows, k in 1/10/100/500, over all classes together, in file order (not by score).
+4. Matching (``evalRes.m``, ``compOas.m``): per image and class, detections by score (stable), greedy; a detection
+   takes the unmatched regular object of highest IoU >= thr (ties: the later object); failing that, it is "ignored"
+   (neither TP nor FP) when an ignore object (classes 1-10 with score 0) covers >= thr of the *detection's* area.
+   Ignore objects stay in the recall denominator (``numel(gtMatch)``).
+5. AP: detections of a class from all images ranked by score (stable, image order then per-image rank), VOC
+   all-point interpolation (``VOCap.m``) at IoU 0.50:0.05:0.95 (MATLAB colon values), at 500 detections/image.
+   AR(k): the recall reached with the first k detection rows of each image.
+6. Class averaging (``calcAccuracy.m``: ``mean2(AP(evalClass, :))``): one entry per (image, class present in its
+   ground truth), so a class weighs by the number of images containing it.
+
+Images are taken in file-name order (the toolkit lists its annotation folder with ``dir``); that order only decides
+ties of equal scores in different images. Pure numpy; no torch or Ultralytics.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from yolo_ema.eval.gt import DROP_SOURCES
+from yolo_ema.eval.ignore import kept_by_regions
+
+MAX_DETS = (1, 10, 100, 500)  # calcAccuracy.m: maxDets = [1 10 100 500]
+
+
+def matlab_colon(a: float, step: float, b: float) -> np.ndarray:
+    """MATLAB's ``a:step:b`` for doubles: the first half as ``a + k*step``, the second as ``b - (n-k)*step``."""
+    n = int(round((b - a) / step))
+    return np.array([a + k * step if k < n / 2 else b - (n - k) * step for k in range(n + 1)])
+
+
+IOU_THRS = matlab_colon(0.5, 0.05, 0.95)  # calcAccuracy.m: thr = 0.5:0.05:0.95
+
+
+def overlaps(det: np.ndarray, gt: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """``compOas.m``: (M, N) IoU of [x y w h] boxes; intersection over the detection's area for ``ignore`` columns."""
+    de, ge = det[:, None, :2] + det[:, None, 2:], gt[None, :, :2] + gt[None, :, 2:]
+    wh = np.minimum(de, ge) - np.maximum(det[:, None, :2], gt[None, :, :2])  # (M, N, 2)
+    t = wh[..., 0] * wh[..., 1]
+    da, ga = det[:, 2] * det[:, 3], gt[:, 2] * gt[:, 3]
+    u = np.where(ignore[None, :], da[:, None], (da[:, None] + ga[None, :]) - t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((wh[..., 0] > 0) & (wh[..., 1] > 0), t / u, 0.0)
+
+
+def _groups(img: np.ndarray, n_img: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order of rows by image and the [start, end) bounds of each image in it."""
+    order = np.argsort(img, kind="stable")
+    bounds = np.searchsorted(img[order], np.arange(n_img + 1))
+    return order, bounds
+
+
+def _greedy_tp(d, g, rank, oa, gi, n_dnodes: int) -> np.ndarray:
+    """TP flags of detection nodes from candidate pairs (detection node, object node, oa >= thr), as ``evalRes.m``.
+
+    Sequential greedy matching (by ``rank``, each detection taking its best free object: highest oa, ties to the later
+    object ``gi``) resolved in parallel rounds: a detection is settled once no better-ranked unsettled detection still
+    has its current best object as a candidate; the best-ranked unsettled detection of a group always is, so every
+    round settles at least one detection per contested group and the result equals the sequential loop.
+    """
+    tp = np.zeros(n_dnodes, dtype=bool)
+    if not len(d):
+        return tp
+    order = np.lexsort((-gi, -oa, d))
+    d, g, rank = d[order], g[order], rank[order]
+    ug, g = np.unique(g, return_inverse=True)
+    taken = np.zeros(len(ug), dtype=bool)
+    best = np.empty(len(ug), dtype=np.int64)
+    while d.size:
+        first = np.ones(d.size, dtype=bool)
+        first[1:] = d[1:] != d[:-1]
+        fd, fg, fr = d[first], g[first], rank[first]  # each detection's best free object
+        best.fill(np.iinfo(np.int64).max)
+        np.minimum.at(best, g, rank)  # best-ranked unsettled detection wanting each object
+        safe = best[fg] == fr
+        tp[fd[safe]] = True
+        taken[fg[safe]] = True
+        keep = ~tp[d] & ~taken[g]
+        d, g, rank = d[keep], g[keep], rank[keep]
+    return tp
+
+
+def _vocap(rec: np.ndarray, prec: np.ndarray) -> np.ndarray:
+    """``VOCap.m`` along the last axis: all-point interpolated AP of (..., n) recall/precision curves."""
+    shape = rec.shape[:-1]
+    mrec = np.concatenate([np.zeros(shape + (1,)), rec, np.ones(shape + (1,))], axis=-1)
+    mpre = np.concatenate([np.zeros(shape + (1,)), prec, np.zeros(shape + (1,))], axis=-1)
+    mpre = np.flip(np.maximum.accumulate(np.flip(mpre, -1), axis=-1), -1)
+    return ((mrec[..., 1:] - mrec[..., :-1]) * mpre[..., 1:]).sum(-1)  # zero steps add nothing, as find(~=) skips
+
+
+def score_arrays(
+    sizes: np.ndarray,
+    gt_img: np.ndarray,
+    gt_box: np.ndarray,
+    gt_cls: np.ndarray,
+    gt_ign: np.ndarray,
+    reg_img: np.ndarray,
+    reg_box: np.ndarray,
+    det_img: np.ndarray,
+    det_box: np.ndarray,
+    det_cls: np.ndarray,
+    det_score: np.ndarray,
+    n_classes: int,
+) -> dict:
+    """The toolkit's numbers from flat arrays; see the module docstring for the rules.
+
+    Args:
+        sizes: (I, 2) image width, height; images in the toolkit's order (ties between images follow it).
+        gt_img, gt_box, gt_cls, gt_ign: (G,) image index, (G, 4) [x y w h], class index in ``range(n_classes)`` (-1:
+            not evaluated, like 'others'), True for ignore objects (score 0); rows of an image in file order.
+        reg_img, reg_box: (R,) image index and (R, 4) [x y w h] of the ignored regions (category 0).
+        det_img, det_box, det_cls, det_score: (D,) detections; rows of an image in file order (the cap keeps the
+            first ones).
+
+    Returns:
+        ``{"ap": (C, T), "ar": (C, T, 4), "n_images": (C,), "n_gt": (C,), "gt_kept": (G,) bool, "det_kept": (D,)
+        bool}``: AP/AR in [0, 1] per class and IoU threshold (AR per maxDets 1/10/100/500), the images containing each
+        class after the drop, the objects of each class (ignore ones included) and the drop masks.
+    """
+    n_img, T, K = len(sizes), len(IOU_THRS), len(MAX_DETS)
+    gt_kept = np.ones(len(gt_img), dtype=bool)
+    det_kept = np.ones(len(det_img), dtype=bool)
+    # dropObjectsInIgr.m, per image with regions.
+    r_order, r_b = _groups(reg_img, n_img)
+    g_order, g_b = _groups(gt_img, n_img)
+    d_order, d_b = _groups(det_img, n_img)
+    for i in np.flatnonzero(np.diff(r_b)):
+        regions = reg_box[r_order[r_b[i] : r_b[i + 1]]]
+        w, h = sizes[i]
+        gi, di = g_order[g_b[i] : g_b[i + 1]], d_order[d_b[i] : d_b[i + 1]]
+        gt_kept[gi] = kept_by_regions(gt_box[gi], regions, w, h)
+        det_kept[di] = kept_by_regions(det_box[di], regions, w, h)
+
+    g_idx = np.flatnonzero(gt_kept & (gt_cls >= 0))
+    gimg, gbox, gcls, gign = gt_img[g_idx], gt_box[g_idx], gt_cls[g_idx], gt_ign[g_idx]
+    d_idx = np.flatnonzero(det_kept)
+    dimg, dbox, dcls, dscore = det_img[d_idx], det_box[d_idx], det_cls[d_idx], det_score[d_idx]
+    # calcAccuracy.m: det(1:min(size(det,1), maxDets), :) -- the image's first rows after the drop.
+    d_order, d_b = _groups(dimg, n_img)
+    pos = np.empty(len(dimg), dtype=np.int64)
+    pos[d_order] = np.arange(len(dimg)) - np.repeat(d_b[:-1], np.diff(d_b))
+    cap = pos < MAX_DETS[-1]
+    d_idx, dimg, dbox, dcls, dscore, pos = d_idx[cap], dimg[cap], dbox[cap], dcls[cap], dscore[cap], pos[cap]
+    D = len(dimg)
+    # evalRes.m order: per (image, class) by score descending, stable on file order.
+    drank = np.empty(D, dtype=np.int64)
+    drank[np.lexsort((pos, -dscore, dcls, dimg))] = np.arange(D)
+
+    # Candidate pairs per image (same class, oa >= the lowest threshold); ignore objects give each detection's best
+    # intersection-over-detection instead.
+    g_order, g_b = _groups(gimg, n_img)
+    d_order, d_b = _groups(dimg, n_img)
+    pd, pg, poa = [], [], []
+    ign_best = np.zeros(D)
+    for i in np.flatnonzero((np.diff(g_b) > 0) & (np.diff(d_b) > 0)):
+        gi, di = g_order[g_b[i] : g_b[i + 1]], d_order[d_b[i] : d_b[i + 1]]
+        oa = overlaps(dbox[di], gbox[gi], gign[gi])
+        oa[dcls[di][:, None] != gcls[gi][None, :]] = 0.0
+        ig = gign[gi]
+        if ig.any():
+            ign_best[di] = oa[:, ig].max(axis=1)
+            oa[:, ig] = 0.0
+        a, b = np.nonzero(oa >= IOU_THRS[0])
+        pd.append(di[a])
+        pg.append(gi[b])
+        poa.append(oa[a, b])
+    pd = np.concatenate(pd) if pd else np.zeros(0, np.int64)
+    pg = np.concatenate(pg) if pg else np.zeros(0, np.int64)
+    poa = np.concatenate(poa) if poa else np.zeros(0)
+
+    # One matching problem per (maxDets, threshold): nodes are (k, t, detection) and (k, t, object).
+    e_d, e_g, e_r, e_oa, e_gi = [], [], [], [], []
+    for kt, (k, thr) in enumerate((k, thr) for k in MAX_DETS for thr in IOU_THRS):
+        s = np.flatnonzero((pos[pd] < k) & (poa >= thr))
+        e_d.append(kt * D + pd[s])
+        e_g.append(kt * len(g_idx) + pg[s])
+        e_r.append(drank[pd[s]])
+        e_oa.append(poa[s])
+        e_gi.append(pg[s])
+    e_d, e_g, e_r, e_oa, e_gi = (np.concatenate(v) for v in (e_d, e_g, e_r, e_oa, e_gi))
+    tp = _greedy_tp(e_d, e_g, e_r, e_oa, e_gi, K * T * D).reshape(K, T, D)
+
+    C = n_classes
+    n_gt = np.bincount(gcls, minlength=C)[:C]  # numel(gtMatch): ignore objects included
+    n_images = np.zeros(C, dtype=np.int64)  # evalClass: one entry per (image, class present)
+    if len(gcls):
+        pairs = np.unique(gimg * C + gcls)
+        n_images = np.bincount(pairs % C, minlength=C)[:C]
+    denom = np.maximum(1, n_gt).astype(np.float64)
+    tp_count = np.zeros((K, T, C))
+    for ki in range(K):
+        tp_count[ki] = np.stack([np.bincount(dcls, weights=tp[ki, t], minlength=C)[:C] for t in range(T)])
+    ar = (tp_count / denom[None, None, :]).transpose(2, 1, 0)  # (C, T, K): max(rec) = final recall
+
+    ap = np.zeros((C, T))
+    rank_all = np.lexsort((pos, dimg, -dscore))  # sort(-detMatch(:,1)) over images concatenated in order
+    for c in np.flatnonzero(n_images):
+        o = rank_all[dcls[rank_all] == c]
+        if not len(o):
+            continue
+        hit = tp[-1][:, o]  # (T, n)
+        ign = ~hit & (ign_best[o][None, :] >= IOU_THRS[:, None])
+        tps = np.cumsum(hit, axis=1)
+        fps = np.cumsum(~hit & ~ign, axis=1)
+        ap[c] = _vocap(tps / denom[c], tps / np.maximum(1, tps + fps))
+    return {"ap": ap, "ar": ar, "n_images": n_images, "n_gt": n_gt, "gt_kept": gt_kept, "det_kept": det_kept}
+
+
+def summarize(ap: np.ndarray, ar: np.ndarray, n_images: np.ndarray) -> dict:
+    """``calcAccuracy.m``'s AP, AP50, AP75, AR1..AR500: means over (image, class present) entries; None if none."""
+    w = n_images.astype(np.float64)
+    if w.sum() == 0:
+        return dict.fromkeys(["AP", "AP50", "AP75", *(f"AR{k}" for k in MAX_DETS)])
+    t50, t75 = 0, int(np.flatnonzero(np.isclose(IOU_THRS, 0.75))[0])
+    out = {
+        "AP": float(w @ ap.mean(1) / w.sum()),
+        "AP50": float(w @ ap[:, t50] / w.sum()),
+        "AP75": float(w @ ap[:, t75] / w.sum()),
+    }
+    for j, k in enumerate(MAX_DETS):
+        out[f"AR{k}"] = float(w @ ar[:, :, j].mean(1) / w.sum())
+    return out
+
+
+def _image_order(images: list[dict]) -> list[int]:
+    """Positions of ``images`` in the toolkit's order: by file name (``dir`` of the annotation folder), then id."""
+    key = [(os.path.basename(str(im.get("file_name", ""))), str(im["id"])) for im in images]
+    return sorted(range(len(images)), key=key.__getitem__)
+
+
+def evaluate(gt: dict, detections: list[dict]) -> dict:
+    """The VisDrone2019-DET toolkit's AP, AP50, AP75, AR1, AR10, AR100, AR500 for COCO-format data.
+
+    Args:
+        gt: a loaded COCO ground truth (:func:`yolo_ema.eval.gt.load_gt`). Evaluated classes: its categories.
+            ``ignore_regions`` with source ``ignored_region`` are the toolkit's category 0, ``score0`` its score-0
+            objects of classes 1-10 (ignore objects of their ``category_id``); ``others`` are not used (the toolkit
+            neither evaluates category 11 nor treats it as a region). Crowd annotations count as ignore objects.
+        detections: checked detections (:func:`yolo_ema.eval.gt.check_detections`). **Order matters**: each image's
+            detections are taken in the order given (the toolkit's file order) and the 1/10/100/500 caps keep that
+            image's first rows after the ignored-region drop, whatever their scores. Sort them by score first if you
+            want the best ones kept; ``yolo-ema``'s own predictions come sorted by score.
+
+    Returns:
+        ``{AP, AP50, AP75, AR1, AR10, AR100, AR500}`` as fractions (None when no class has ground truth), plus
+        ``n_gt`` (objects left after the drop, ignore objects excluded), ``n_gt_ignore``, ``n_gt_dropped``,
+        ``n_dets_dropped`` (in ignored regions) and ``per_class`` [{id, name, n_images, n_gt, AP, AP50, AP75, AR500}].
+    """
+    images = gt["images"]
+    order = _image_order(images)
+    pos_of = {images[p]["id"]: i for i, p in enumerate(order)}
+    sizes = np.array([[images[p]["width"], images[p]["height"]] for p in order], dtype=np.float64).reshape(-1, 2)
+    cats = gt["categories"]
+    cls_of = {c["id"]: j for j, c in enumerate(cats)}
+    anns = gt["annotations"]
+    scored0 = [r for r in gt.get("ignore_regions") or [] if r.get("source") == "score0"]
+    regions = [r for r in gt.get("ignore_regions") or [] if r.get("source", "ignored_region") in DROP_SOURCES]
+    objs = anns + scored0
+    gt_img = np.array([pos_of[a["image_id"]] for a in objs], dtype=np.int64)
+    gt_box = np.array([a["bbox"] for a in objs], dtype=np.float64).reshape(-1, 4)
+    gt_cls = np.array([cls_of.get(a.get("category_id"), -1) for a in objs], dtype=np.int64)
+    gt_ign = np.array([bool(a.get("iscrowd", 0)) for a in anns] + [True] * len(scored0), dtype=bool)
+    det_img = np.array([pos_of[d["image_id"]] for d in detections], dtype=np.int64)
+    det_box = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
+    det_cls = np.array([cls_of[d["category_id"]] for d in detections], dtype=np.int64)
+    det_score = np.array([d["score"] for d in detections], dtype=np.float64)
+    res = score_arrays(
+        sizes,
+        gt_img,
+        gt_box,
+        gt_cls,
+        gt_ign,
+        np.array([pos_of[r["image_id"]] for r in regions], dtype=np.int64),
+        np.array([r["bbox"] for r in regions], dtype=np.float64).reshape(-1, 4),
+        det_img,
+        det_box,
+        det_cls,
+        det_score,
+        len(cats),
+    )
+    kept = res["gt_kept"]
+    out = summarize(res["ap"], res["ar"], res["n_images"])
+    out["n_gt"] = int((kept & ~gt_ign & (gt_cls >= 0)).sum())
+    out["n_gt_ignore"] = int((kept & gt_ign & (gt_cls >= 0)).sum())
+    out["n_gt_dropped"] = int((~kept[: len(anns)]).sum())
+    out["n_dets_dropped"] = int((~res["det_kept"]).sum())
+    t75 = int(np.flatnonzero(np.isclose(IOU_THRS, 0.75))[0])
+    out["per_class"] = [
+        {
+            "id": c["id"],
+            "name": c.get("name", str(c["id"])),
+            "n_images": int(res["n_images"][j]),
+            "n_gt": int(res["n_gt"][j]),
+            **(
+                {
+                    "AP": float(res["ap"][j].mean()),
+                    "AP50": float(res["ap"][j, 0]),
+                    "AP75": float(res["ap"][j, t75]),
+                    "AR500": float(res["ar"][j, :, -1].mean()),
+                }
+                if res["n_images"][j]
+                else dict.fromkeys(("AP", "AP50", "AP75", "AR500"))
+            ),
+        }
+        for j, c in enumerate(cats)
+    ]
+    return out
