@@ -78,7 +78,7 @@ def _to_baseline(rows: list, plugin: set) -> list:
     return out
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if not s.extend))
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if not s.extend and s.placement != "in-block"))
 def test_removing_plugin_rows_gives_the_baseline(name):
     spec = SPECS[name]
     d = yaml.safe_load(_generated(name))
@@ -93,6 +93,8 @@ def test_removing_plugin_rows_gives_the_baseline(name):
     if spec.placement == "neck":  # each head input is a plugin row that follows a C2f/C3/C3k2
         assert head[0] == [j for j, _ in plugin]
         assert all(_rows(d)[j - 1][2] in ("C2f", "C3", "C3k2") for j, _ in plugin)
+    elif spec.placement == "head-input":  # one plugin row, right before the head, which reads it
+        assert [j for j, _ in plugin] == [len(_rows(d)) - 2] and head[0] == -1
     else:  # paper: after the stride-16 block (then the stride-32 Conv) and the stride-32 block (then SPPF)
         (a, _), (b, _) = plugin
         assert a < b < len(d["backbone"])

@@ -12,6 +12,9 @@ Placements:
   after the last backbone block at stride 16 and at stride 32, before SPPF.
 - ``head-but-p5``: the authors' VisDrone model (``models/accModels/yolov5xP2EMA.yaml``): after every head block but
   the last (P5) one, with the head reading the blocks themselves (``head_reads="block"``).
+- ``head-input``: after every row the head reads, whatever block makes it (a classifier's last backbone stage).
+- ``in-block``: no rows inserted; every neck row of an in-block variant's parent (``C2f``) names the variant
+  (``C2f_EMA``, :mod:`yolo_ema.blocks`) instead, with the same arguments.
 
     python -m yolo_ema.configs           # rewrite the shipped files (only those that changed)
     python -m yolo_ema.configs --check   # exit 1 naming the files that differ from what the generator makes
@@ -46,6 +49,19 @@ LAYERS = {
     "SA": ("SA shuffle attention (Zhang and Yang, ICASSP 2021, arXiv:2102.00240)", [16], [32]),
     "SimAM": ("SimAM (Yang et al., ICML 2021, PMLR 139:11863)", [], []),
 }
+# In-block variants (yolo_ema.blocks): YAML name -> (the parent block it replaces, what it is)
+INBLOCK = {
+    "C2f_EMA": (
+        "C2f",
+        "C2f_EMA (C2f with EMA attention, Ouyang et al., ICASSP 2023, arXiv:2305.13563, on each "
+        "bottleneck's residual branch before the addition)",
+    ),
+    "C3k2_EMA": (
+        "C3k2",
+        "C3k2_EMA (C3k2 with EMA attention, Ouyang et al., ICASSP 2023, arXiv:2305.13563, on each "
+        "bottleneck's residual branch before the addition, also inside C3k)",
+    ),
+}
 ARG_NAMES = {"EMA": "factor", "SA": "groups"}
 ARG_NOTES = {  # what a row's args mean, said once in each header
     "EMA": "EMA rows give only the factor (groups) {args}",
@@ -75,7 +91,7 @@ class Spec:
     baseline: str  # path under ultralytics/cfg/models, e.g. "v8/yolov8.yaml"
     layer: str  # plugin layer name in the YAML row, e.g. "EMA"
     args: tuple = ()  # the row's args
-    placement: str = "neck"  # "neck" | "paper" | "head-but-p5"
+    placement: str = "neck"  # "neck" | "paper" | "head-but-p5" | "head-input" | "in-block"
     head_reads: str = "layer"  # the head reads the plugin rows ("layer") or the blocks before them ("block")
     title: str = ""  # first header line
     notes: tuple = ()  # extra header lines
@@ -255,8 +271,10 @@ def _placement(spec: Spec, lines: list, where: str) -> list:
         ins = [last[16], last[32]]
     elif spec.placement == "head-but-p5":
         ins = [r.old for r in rows[backbone_len:] if r.module in BLOCKS][:-1]
+    elif spec.placement == "head-input":
+        ins = [head.old + f if f < 0 else f for f in (head.f if isinstance(head.f, list) else [head.f])]
     else:
-        raise ConfigError(f"{where}: unknown placement {spec.placement!r} (neck, paper, head-but-p5)")
+        raise ConfigError(f"{where}: unknown placement {spec.placement!r} (neck, paper, head-but-p5, head-input)")
     if not ins:
         raise ConfigError(f"{where}: placement {spec.placement!r} finds no C2f/C3/C3k2 row to follow")
     return sorted(ins)
@@ -284,8 +302,11 @@ def generate(spec: Spec, baseline_text: str | None = None) -> str:
     where = f"ultralytics/cfg/models/{spec.baseline}"
     if baseline_text is None:
         baseline_text = (ultralytics_models_dir() / spec.baseline).read_text(encoding="utf-8")
-    if spec.layer not in LAYERS:
-        raise ConfigError(f"{spec.name}: unknown plugin layer {spec.layer!r} (known: {', '.join(LAYERS)})")
+    if spec.layer not in LAYERS and spec.layer not in INBLOCK:
+        known = ", ".join([*LAYERS, *INBLOCK])
+        raise ConfigError(f"{spec.name}: unknown plugin layer {spec.layer!r} (known: {known})")
+    if (spec.layer in INBLOCK) != (spec.placement == "in-block"):
+        raise ConfigError(f"{spec.name}: placement 'in-block' goes with the in-block layers {', '.join(INBLOCK)} only")
     lines = _parse("\n".join(_body(baseline_text)), where)
     for ext in spec.extend:  # structural extensions (extra head levels) first, as if they were the baseline
         rows = {ext.after: [_parse_row(f"  - {t}", f"{spec.name} extension") if t else "" for t in ext.rows]}
@@ -293,12 +314,39 @@ def generate(spec: Spec, baseline_text: str | None = None) -> str:
             if isinstance(r, Row) and r.old in ext.relabel:
                 r.comment = ext.relabel[r.old]
         lines = _parse(_render(_insert(lines, rows, "layer", where, ext.head_first)), where)
+    if spec.placement == "in-block":
+        return _in_block(spec, lines, where)
     after = _placement(spec, lines, where)
     args = list(spec.args)
     label = spec.layer + (f" ({ARG_NAMES.get(spec.layer, 'args')} {', '.join(map(str, args))})" if args else "")
     row = f"  - [-1, 1, {spec.layer}, {args}] # 0 {label} on the output above"
     out = _insert(lines, {k: [_parse_row(row, spec.name)] for k in after}, spec.head_reads, where)
     return _header(spec, out, after) + "\n" + _clean_scales(_render(out), spec.name)
+
+
+def _in_block(spec: Spec, lines: list, where: str) -> str:
+    """Config text with every neck row of the variant's parent naming the variant instead (args unchanged)."""
+    parent, who = INBLOCK[spec.layer]
+    rows = [r for r in lines if isinstance(r, Row) and r.section == "head" and r.module == parent]
+    if not rows:
+        raise ConfigError(f"{where}: no {parent} row in the head to make {spec.layer}")
+    for r in rows:
+        r.rest, r.module = re.sub(rf"^(\s*\S+\s*,\s*){parent}\b", rf"\g<1>{spec.layer}", r.rest), spec.layer
+    text = [
+        spec.title,
+        f"{who} in place of every neck {parent}: rows {', '.join(str(r.old) for r in rows)}.",
+        *spec.notes,
+        f"Generated by `python -m yolo_ema.configs` from Ultralytics {_ultralytics_version()} "
+        f"cfg/models/{spec.baseline} (AGPL-3.0): those rows name {spec.layer} with the baseline's arguments; all "
+        "other rows are the baseline's. Do not edit by hand.",
+        f"Type a scale (n/s/m/l/x): model={_scaled(spec.name, 's')} is the s scale of this file, found by bare name "
+        "from any folder once yolo-ema is installed.",
+        f"{spec.layer} rows are scaled exactly as {parent} rows at every scale by the yolo-ema plugin, "
+        f"and {parent} weights load into them unchanged (each bottleneck's EMA starts fresh); EMA factor 8 (see "
+        "yolo_ema/blocks.py).",
+        "Params and GFLOPs of this model at each scale: the README's config table (scripts/config_table.py).",
+    ]
+    return _wrap(text) + "\n" + _clean_scales(_render(lines), spec.name)
 
 
 def _scaled(name: str, s: str = "n") -> str:
@@ -332,6 +380,7 @@ def _header(spec: Spec, out: list, after: list) -> str:
         "paper": f"after the last backbone {blocks} at stride 16 and at stride 32, before SPPF (the EMA authors' "
         "placement: their models/yolov5s_EMA.yaml)",
         "head-but-p5": f"after every head {blocks} but the P5 output",
+        "head-input": f"after the last backbone stage ({blocks}), on the map {head} reads",
     }[spec.placement]
     note = ARG_NOTES.get(spec.layer, "{layer} rows give only hyperparameters ({args})").format(
         layer=spec.layer, args=list(spec.args) or "none: the paper's defaults"
@@ -348,6 +397,11 @@ def _header(spec: Spec, out: list, after: list) -> str:
         f"Input channels of plugin rows are inferred at every scale by the yolo-ema plugin; {note}.",
         "Params and GFLOPs of this model at each scale: the README's config table (scripts/config_table.py).",
     ]
+    return _wrap(text)
+
+
+def _wrap(text: list) -> str:
+    """Header paragraphs as ``# `` comment lines of at most 120 characters."""
     wrap = textwrap.TextWrapper(width=118, break_long_words=False, break_on_hyphens=False)
     return "".join(f"# {line}\n" for para in text for line in wrap.wrap(para))
 
@@ -390,6 +444,75 @@ V5_P2_NOTES = (
 )
 
 
+TASKS = {  # Ultralytics task suffix -> (task, placement, EMA args, why EMA sits there)
+    "seg": (
+        "instance segmentation",
+        "neck",
+        (8,),
+        "Why here: Segment predicts boxes, classes and mask coefficients from these three maps, and its Proto branch "
+        "builds the masks from the P3 map, so EMA's per-pixel cross-spatial weights reach both the instance "
+        "coefficients and the mask prototypes.",
+    ),
+    "pose": (
+        "pose estimation",
+        "neck",
+        (8,),
+        "Why here: Pose regresses keypoints from these three maps; EMA's directional (H and W) pooling keeps position "
+        "along each axis in its channel weights, the information keypoint offsets are read from.",
+    ),
+    "obb": (
+        "oriented boxes",
+        "neck",
+        (8,),
+        "Why here: OBB predicts boxes and their angle from these three maps; aerial scenes (DOTA) are dominated by "
+        "small, densely packed objects, and EMA re-weights the stride-8 map that finds them as well as the coarser "
+        "ones.",
+    ),
+    "cls": (
+        "classification",
+        "head-input",
+        (32,),
+        "Why here: Classify averages one map, the last backbone stage (stride 32), over all positions; EMA on that map "
+        "re-weights the positions first, turning the global average pool into an attention-weighted pool. Factor 32 "
+        "(the official default): the 256-1280 channels there give 8-40 channels per group at every scale.",
+    ),
+}
+
+
+def task_specs() -> list:
+    """EMA configs for every Ultralytics task of the YOLOv8 and YOLO11 families (``yolov8-seg-ema.yaml``, ...)."""
+    specs = []
+    for family in ("yolov8", "yolo11"):
+        baseline, title = FAMILIES[family]
+        for suffix, (task, placement, args, why) in TASKS.items():
+            specs.append(
+                Spec(
+                    f"{family}-{suffix}-ema.yaml",
+                    baseline.replace(".yaml", f"-{suffix}.yaml"),
+                    "EMA",
+                    args,
+                    placement,
+                    title=f"yolo-ema: {title} {task}; EMA where the {task} head reads",
+                    notes=(why,),
+                )
+            )
+    return specs
+
+
+def in_block_specs() -> list:
+    """The in-block variants in the neck: ``yolov8-c2f-ema.yaml`` and ``yolo11-c3k2-ema.yaml``."""
+    return [
+        Spec(
+            f"{family}-{layer.split('_')[0].lower()}-ema.yaml",
+            FAMILIES[family][0],
+            layer,
+            placement="in-block",
+            title=f"yolo-ema: {FAMILIES[family][1]}; EMA inside the bottlenecks of the neck's {INBLOCK[layer][0]} blocks",
+        )
+        for family, layer in (("yolov8", "C2f_EMA"), ("yolo11", "C3k2_EMA"))
+    ]
+
+
 def shipped_specs() -> list:
     """Every config shipped in ``yolo_ema/cfg`` (the TASKS and in-block configs add theirs here)."""
     specs = []
@@ -430,7 +553,7 @@ def shipped_specs() -> list:
             extend=(V5_P2_HEAD,),
         )
     )
-    return specs
+    return specs + task_specs() + in_block_specs()
 
 
 # --- lookup by bare name -----------------------------------------------------------------------------------------------
