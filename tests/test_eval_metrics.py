@@ -122,28 +122,30 @@ IGNORE = [
 def test_detection_in_ignored_region_changes_nothing_under_visdrone(backend):
     gt = make_gt(IGNORE)
     clean = evaluate_detections(gt, perfect(gt), "visdrone", backend=backend)
-    # A confident car in the ignored region (fully inside), and one 60% inside an 'others' box.
-    extra = [
-        {"image_id": 1, "category_id": 1, "bbox": [260, 260, 20, 20], "score": 0.99},
-        {"image_id": 2, "category_id": 1, "bbox": [20, 300, 50, 10], "score": 0.99},
-    ]
-    r = evaluate_detections(gt, perfect(gt) + extra, "visdrone", backend=backend)
-    assert r["visdrone"] == {**clean["visdrone"], "n_dets_dropped": 2}
+    # A confident car fully inside the ignored region (category 0): dropped, as if never given.
+    region_det = {"image_id": 1, "category_id": 1, "bbox": [260, 260, 20, 20], "score": 0.99}
+    r = evaluate_detections(gt, perfect(gt) + [region_det], "visdrone", backend=backend)
+    assert r["visdrone"] == {**clean["visdrone"], "n_dets_dropped": 1}
     assert r["visdrone"]["AP"] == pytest.approx(1.0)
     assert r["buckets"] == clean["buckets"] and r["per_class"] == clean["per_class"]
-    # Under plain COCO the same detections are false positives ranked first: car AP drops.
+    # Under plain COCO the same detection is a false positive ranked first: car AP drops.
     assert r["coco"]["AP"] < clean["coco"]["AP"] == pytest.approx(1.0)
 
 
-def test_ignore_sources_can_exclude_others():
+def test_others_box_is_not_an_ignored_region():
+    # A confident car 60% inside an 'others' box is kept (the toolkit drops in category-0 regions only) and is a
+    # false positive ranked first among cars: car rec [0, 1/2, 1], prec [0, 1/2, 2/3] -> VOC AP 2/3 at every IoU;
+    # person AP 1; both classes are in 2 images -> AP = (2 * 2/3 + 2 * 1) / 4 = 5/6.
     gt = make_gt(IGNORE)
-    extra = [{"image_id": 2, "category_id": 1, "bbox": [20, 300, 50, 10], "score": 0.99}]  # 60% in 'others'
-    strict = evaluate_detections(gt, perfect(gt) + extra, "visdrone", ignore_sources=("ignored_region", "score0"))
-    assert strict["visdrone"]["n_dets_dropped"] == 0 and strict["visdrone"]["AP"] < 1.0
+    extra = [{"image_id": 2, "category_id": 1, "bbox": [20, 300, 50, 10], "score": 0.99}]
+    r = evaluate_detections(gt, perfect(gt) + extra, "visdrone")
+    assert r["visdrone"]["n_dets_dropped"] == 0 and r["visdrone"]["AP"] == pytest.approx(5 / 6)
 
 
 def test_gt_in_ignored_region_is_not_a_miss():
-    ignore = [{"id": 1, "image_id": 1, "bbox": [0, 0, 13, 100], "source": "ignored_region"}]  # covers 6x6 car fully
+    # Region [0 0 13 100] -> max(1, .) gives [1 1 13 100], painting columns 1..14 (inclusive end); the 6x6 car at
+    # (10, 10) counts columns and rows 11..16: 4 columns x 6 rows = 24 of 36 pixels -> 0.67 >= 0.5 -> dropped.
+    ignore = [{"id": 1, "image_id": 1, "bbox": [0, 0, 13, 100], "source": "ignored_region"}]
     gt = make_gt(ignore)
     dets = perfect(gt)[1:]  # the car inside the ignored region is not detected
     r = evaluate_detections(gt, dets, "visdrone")
@@ -154,10 +156,19 @@ def test_gt_in_ignored_region_is_not_a_miss():
 
 
 def test_gt_less_than_half_in_ignored_region_still_counts():
-    ignore = [{"id": 1, "image_id": 1, "bbox": [0, 0, 12.9, 100], "source": "ignored_region"}]  # 2.9/6 < 50%
+    # Region [0 0 11 100] -> [1 1 11 100] paints columns 1..12; of the car's counted columns 11..16 that is 11 and 12:
+    # 2 x 6 = 12 of 36 pixels -> 0.33 < 0.5 -> kept, and its miss counts.
+    ignore = [{"id": 1, "image_id": 1, "bbox": [0, 0, 11, 100], "source": "ignored_region"}]
     gt = make_gt(ignore)
     r = evaluate_detections(gt, perfect(gt)[1:], "visdrone")
     assert r["visdrone"]["n_gt_dropped"] == 0 and r["visdrone"]["AR500"] < 1.0
+
+
+def test_visdrone_coco_variant_is_separate():
+    gt = make_gt(IGNORE)
+    r = evaluate_detections(gt, perfect(gt), "visdrone-coco")
+    assert r["protocol"] == "visdrone-coco" and "visdrone" not in r
+    assert r["visdrone_coco"]["AP"] == pytest.approx(1.0)
 
 
 def test_auto_protocol_follows_ignore_regions_key():

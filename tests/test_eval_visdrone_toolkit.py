@@ -222,6 +222,8 @@ def random_case(seed: int, n_images: int = 4):
             x, y = int(rng.integers(-3, w)), int(rng.integers(-3, h))
             score = 0 if cat in (0, 11) or rng.random() < 0.1 else 1
             rows.append([x, y, bw, bh, score, cat, 0, 0])
+            if cat and rng.random() < 0.2:  # a twin 2 px to the right: equal IoUs for a detection 1 px right
+                rows.append([x + 2, y, bw, bh, score, cat, 0, 0])
         drows = []
         objects = [r for r in rows if r[5] != 0]
         for _ in range(int(rng.integers(0, 30))):
@@ -381,6 +383,18 @@ def test_rule_score0_objects_are_ignore_ground_truth():
     # first it costs precision at 7 of 10 thresholds where it is a FP... so ignore objects matter.
     gt[0][4] = 1
     assert one_image(gt, dets)["AP"] != 0.5
+
+
+def test_rule_greedy_matching_ties_go_to_the_later_object():
+    # Cars A [8 10 10 10] and B [12 10 10 10] (file order A, B); detection 1 [10 10 10 10] (score .9) overlaps both
+    # with IoU 80/120 = 2/3: evalRes.m keeps scanning on equal overlap (`oa < bstOa` skips), so B, the later one,
+    # is taken. Detection 2 [13 10 10 10] (score .8) then has B taken and A at IoU 50/150 < 0.5: a false positive.
+    # At IoU 0.5: rec [1/2, 1/2], prec [1, 1/2] -> AP50 = 1/2. With the objects listed B, A, detection 1 takes A and
+    # detection 2 takes B (IoU 90/110): AP50 = 1.
+    a, b = [8, 10, 10, 10, 1, 4], [12, 10, 10, 10, 1, 4]
+    dets = [[10, 10, 10, 10, 0.9, 4], [13, 10, 10, 10, 0.8, 4]]
+    assert one_image([a, b], dets)["AP50"] == 0.5
+    assert one_image([b, a], dets)["AP50"] == 1.0
 
 
 def test_rule_voc_all_point_ap():

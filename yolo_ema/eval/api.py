@@ -56,7 +56,11 @@ def evaluate(
         model: a path (``.pt``, ``.onnx``, ``.yaml``, ...) or an Ultralytics ``YOLO`` object, EMA or not.
         data_dir: a prepared dataset (``images/``, ``annotations/{split}.json``).
         imgsz: inference size (of each window when slicing).
-        protocol: ``auto`` | ``coco`` | ``visdrone``.
+        protocol: ``auto`` | ``coco`` | ``visdrone`` | ``visdrone-coco``. ``auto`` is ``visdrone`` (the VisDrone2019-DET
+            toolkit's own algorithm, :mod:`yolo_ema.eval.visdrone_toolkit`) when the ground truth has
+            ``ignore_regions`` (a prepared VisDrone set), else ``coco``. The toolkit caps each image at its first
+            1/10/100/500 detections in the order given; predictions here come sorted by score per image, so the
+            cap keeps the most confident ones.
         slice: window size for sahi sliced inference (``None``: whole images); ``overlap`` its overlap ratio.
         conf, iou, max_det: prediction thresholds (defaults 0.001, 0.7, 500 detections per image).
         return_detections: also return the COCO-format detections under ``"detections"``.

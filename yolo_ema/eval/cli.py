@@ -29,9 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, default=640, help="inference size (of each window when slicing)")
     p.add_argument(
         "--protocol",
-        choices=["auto", "coco", "visdrone"],
+        choices=["auto", "coco", "visdrone", "visdrone-coco"],
         default="auto",
-        help="auto: visdrone when the ground truth has ignore_regions",
+        help="auto: visdrone (the VisDrone2019-DET toolkit's own rules) when the ground truth has ignore_regions; "
+        "visdrone-coco: a COCO-style variant, not comparable with published VisDrone numbers",
     )
     p.add_argument("--slice", type=int, default=None, metavar="PX", help="sliced inference with sahi, window side")
     p.add_argument("--overlap", type=float, default=0.2, help="slice overlap ratio (default 0.2)")
@@ -68,6 +69,7 @@ def plan_runs(models: list[str], slice_px: int | None, compare_full: bool) -> li
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every planned run, print tables, write ``metrics.json``; 0 on success, 2 on a usage/data error."""
+    from yolo_ema.data import fsio
     from yolo_ema.eval import report
     from yolo_ema.eval.api import evaluate
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             if dets is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-                (out / f"detections_{safe}.json").write_text(json.dumps(dets))
+                fsio.write_text(out / f"detections_{safe}.json", json.dumps(dets))
             results.append(r)
     except (FileNotFoundError, ValueError, ImportError, TypeError) as e:
         print(f"yolo-ema eval: error: {e}", file=sys.stderr)
@@ -120,6 +122,6 @@ def run(args: argparse.Namespace) -> int:
             print(report.per_class_table(r))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "metrics.json"
-    path.write_text(json.dumps({"runs": results}, indent=2))
+    fsio.write_text(path, json.dumps({"runs": results}, indent=2))
     print(f"\nwrote {path}")
     return 0
