@@ -89,29 +89,64 @@ def load_gt(gt: str | os.PathLike | dict) -> dict:
 
 
 def check_detections(detections: Iterable[dict], gt: dict) -> list[dict]:
-    """Validate COCO-format detections against ``gt``; return clean copies ``{image_id, category_id, bbox, score}``."""
+    """Validate COCO-format detections against ``gt``; return clean copies ``{image_id, category_id, bbox, score}``.
+
+    Checked column-wise with numpy; when anything is wrong, :func:`_first_bad_detection` names the first culprit.
+    """
+    dets = detections if isinstance(detections, list) else list(detections)
     img_ids = {im["id"] for im in gt["images"]}
     cat_ids = {c["id"] for c in gt["categories"]}
-    out = []
-    for i, d in enumerate(detections):
+    try:
+        image_id = [d["image_id"] for d in dets]
+        category_id = [d["category_id"] for d in dets]
+        box = np.array([d["bbox"] for d in dets], dtype=np.float64).reshape(-1, 4)  # (N, 4) [x, y, w, h]
+        score = np.array([d["score"] for d in dets], dtype=np.float64)  # (N,)
+        ok = box.shape == (len(dets), 4) and score.shape == (len(dets),)
+        ok = ok and all(v in img_ids for v in image_id) and all(v in cat_ids for v in category_id)
+        ok = ok and bool(np.isfinite(box).all() and (box[:, 2:] >= 0).all() and np.isfinite(score).all())
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        _first_bad_detection(dets, img_ids, cat_ids)
+    return [
+        {"image_id": i, "category_id": c, "bbox": b, "score": s}
+        for i, c, b, s in zip(image_id, category_id, box.tolist(), score.tolist())
+    ]
+
+
+def _member(v, ids: set) -> bool:
+    try:
+        return v in ids
+    except TypeError:  # unhashable
+        return False
+
+
+def _first_bad_detection(dets: list, img_ids: set, cat_ids: set) -> None:
+    """Raise a ValueError naming the first detection that is not a valid COCO result for this ground truth."""
+    for i, d in enumerate(dets):
         try:
             image_id, category_id, bbox, score = d["image_id"], d["category_id"], d["bbox"], d["score"]
         except (KeyError, TypeError):
             raise ValueError(f"detection #{i} {d!r} lacks image_id/category_id/bbox/score") from None
-        if image_id not in img_ids:
+        if not _member(image_id, img_ids):
             raise ValueError(f"detection #{i}: image_id {image_id!r} is not in the ground truth")
-        if category_id not in cat_ids:
+        if not _member(category_id, cat_ids):
             raise ValueError(
                 f"detection #{i}: category_id {category_id!r} is not in the ground truth categories {sorted(cat_ids)}"
             )
-        if len(bbox) != 4 or not all(math.isfinite(float(v)) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
+        try:
+            good = len(bbox) == 4 and all(math.isfinite(float(v)) for v in bbox) and bbox[2] >= 0 and bbox[3] >= 0
+        except (TypeError, ValueError):
+            good = False
+        if not good:
             raise ValueError(f"detection #{i}: bbox {bbox!r} is not a finite [x, y, w, h] with w, h >= 0")
-        if not math.isfinite(float(score)):
+        try:
+            good = math.isfinite(float(score))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
             raise ValueError(f"detection #{i}: score {score!r} is not finite")
-        out.append(
-            {"image_id": image_id, "category_id": category_id, "bbox": [float(v) for v in bbox], "score": float(score)}
-        )
-    return out
+    raise ValueError("detections are not valid COCO results (a bbox or score is not a number)")
 
 
 def truncate_per_image(detections: list[dict], max_dets: int) -> list[dict]:

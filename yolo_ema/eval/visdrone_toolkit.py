@@ -49,14 +49,49 @@ IOU_THRS = matlab_colon(0.5, 0.05, 0.95)  # calcAccuracy.m: thr = 0.5:0.05:0.95
 
 
 def overlaps(det: np.ndarray, gt: np.ndarray, ignore: np.ndarray) -> np.ndarray:
-    """``compOas.m``: (M, N) IoU of [x y w h] boxes; intersection over the detection's area for ``ignore`` columns."""
-    de, ge = det[:, None, :2] + det[:, None, 2:], gt[None, :, :2] + gt[None, :, 2:]
-    wh = np.minimum(de, ge) - np.maximum(det[:, None, :2], gt[None, :, :2])  # (M, N, 2)
-    t = wh[..., 0] * wh[..., 1]
-    da, ga = det[:, 2] * det[:, 3], gt[:, 2] * gt[:, 3]
-    u = np.where(ignore[None, :], da[:, None], (da[:, None] + ga[None, :]) - t)
+    """``compOas.m`` for paired rows: (N,) IoU of [x y w h] boxes ``det[n]``, ``gt[n]``; for ``ignore`` rows the
+    intersection over the detection's area. Same operations in the same order as the MATLAB (bit-equal doubles)."""
+    de, ge = det[:, :2] + det[:, 2:], gt[:, :2] + gt[:, 2:]
+    w = np.minimum(de[:, 0], ge[:, 0]) - np.maximum(det[:, 0], gt[:, 0])
+    h = np.minimum(de[:, 1], ge[:, 1]) - np.maximum(det[:, 1], gt[:, 1])
+    t = w * h
+    da = det[:, 2] * det[:, 3]
+    u = np.where(ignore, da, (da + gt[:, 2] * gt[:, 3]) - t)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((wh[..., 0] > 0) & (wh[..., 1] > 0), t / u, 0.0)
+        return np.where((w > 0) & (h > 0), t / u, 0.0)
+
+
+def _range_pairs(start: np.ndarray, cnt: np.ndarray, order: np.ndarray, chunk: int = 1 << 21):
+    """Yield ``(d, g)`` index arrays: detection ``d`` with ``order[start[d] : start[d] + cnt[d]]``, in chunks."""
+    ends = np.cumsum(cnt)
+    cuts = np.searchsorted(ends, np.arange(chunk, ends[-1] if len(ends) else 0, chunk), "left") + 1
+    for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(cnt)]):
+        c = cnt[lo:hi]
+        d = np.repeat(np.arange(lo, hi), c)
+        offs = np.arange(len(d)) - np.repeat(np.cumsum(c) - c, c)
+        yield d, order[np.repeat(start[lo:hi], c) + offs]
+
+
+def _same_key_pairs(dkey: np.ndarray, gkey: np.ndarray):
+    """Every detection/object pair with equal keys."""
+    order = np.argsort(gkey, kind="stable")
+    start = np.searchsorted(gkey[order], dkey, "left")
+    return _range_pairs(start, np.searchsorted(gkey[order], dkey, "right") - start, order)
+
+
+def _near_pairs(dkey: np.ndarray, dbox: np.ndarray, gkey: np.ndarray, gbox: np.ndarray):
+    """Equal-key pairs that can reach IoU 0.5: IoU <= the 1-D IoU along x, and a 1-D IoU >= 0.5 needs
+    ``|dx - gx| <= min(dw, gw)``, so only objects with ``gx`` in ``dx -+ dw`` (widened by a rounding margin) qualify."""
+    dx, dw, gx = dbox[:, 0], dbox[:, 2], gbox[:, 0]
+    margin = 1e-6 * (1 + np.abs(dx) + dw)
+    lo_x = min(float((dx - dw - margin).min(initial=0)), float(gx.min(initial=0)))
+    span = max(float((dx + dw + margin).max(initial=0)), float(gx.max(initial=0))) - lo_x + 1
+    gval = gkey * span + (gx - lo_x)  # one sorted axis: key groups apart, x inside
+    order = np.argsort(gval, kind="stable")
+    sval = gval[order]
+    start = np.searchsorted(sval, dkey * span + (dx - dw - margin - lo_x), "left")
+    end = np.searchsorted(sval, dkey * span + (dx + dw + margin - lo_x), "right")
+    return _range_pairs(start, end - start, order)
 
 
 def _groups(img: np.ndarray, n_img: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,10 +178,9 @@ def score_arrays(
     d_order, d_b = _groups(det_img, n_img)
     for i in np.flatnonzero(np.diff(r_b)):
         regions = reg_box[r_order[r_b[i] : r_b[i + 1]]]
-        w, h = sizes[i]
         gi, di = g_order[g_b[i] : g_b[i + 1]], d_order[d_b[i] : d_b[i + 1]]
-        gt_kept[gi] = kept_by_regions(gt_box[gi], regions, w, h)
-        det_kept[di] = kept_by_regions(det_box[di], regions, w, h)
+        keep = kept_by_regions(np.concatenate([gt_box[gi], det_box[di]]), regions, *sizes[i])
+        gt_kept[gi], det_kept[di] = keep[: len(gi)], keep[len(gi) :]
 
     g_idx = np.flatnonzero(gt_kept & (gt_cls >= 0))
     gimg, gbox, gcls, gign = gt_img[g_idx], gt_box[g_idx], gt_cls[g_idx], gt_ign[g_idx]
@@ -163,24 +197,21 @@ def score_arrays(
     drank = np.empty(D, dtype=np.int64)
     drank[np.lexsort((pos, -dscore, dcls, dimg))] = np.arange(D)
 
-    # Candidate pairs per image (same class, oa >= the lowest threshold); ignore objects give each detection's best
-    # intersection-over-detection instead.
-    g_order, g_b = _groups(gimg, n_img)
-    d_order, d_b = _groups(dimg, n_img)
+    # Candidate pairs: same image and class (evalRes.m is called per image and class), regular objects with
+    # oa >= the lowest threshold; ignore objects only give each detection's best intersection-over-detection.
     pd, pg, poa = [], [], []
     ign_best = np.zeros(D)
-    for i in np.flatnonzero((np.diff(g_b) > 0) & (np.diff(d_b) > 0)):
-        gi, di = g_order[g_b[i] : g_b[i + 1]], d_order[d_b[i] : d_b[i + 1]]
-        oa = overlaps(dbox[di], gbox[gi], gign[gi])
-        oa[dcls[di][:, None] != gcls[gi][None, :]] = 0.0
-        ig = gign[gi]
-        if ig.any():
-            ign_best[di] = oa[:, ig].max(axis=1)
-            oa[:, ig] = 0.0
-        a, b = np.nonzero(oa >= IOU_THRS[0])
-        pd.append(di[a])
-        pg.append(gi[b])
-        poa.append(oa[a, b])
+    dkey, gkey = dimg * n_classes + dcls, gimg * n_classes + gcls
+    reg, ign = np.flatnonzero(~gign), np.flatnonzero(gign)
+    for a, b in _same_key_pairs(dkey, gkey[ign]):
+        np.maximum.at(ign_best, a, overlaps(dbox[a], gbox[ign[b]], np.ones(len(a), dtype=bool)))
+    for a, b in _near_pairs(dkey, dbox, gkey[reg], gbox[reg]):
+        b = reg[b]
+        oa = overlaps(dbox[a], gbox[b], np.zeros(len(a), dtype=bool))
+        keep = oa >= IOU_THRS[0]
+        pd.append(a[keep])
+        pg.append(b[keep])
+        poa.append(oa[keep])
     pd = np.concatenate(pd) if pd else np.zeros(0, np.int64)
     pg = np.concatenate(pg) if pg else np.zeros(0, np.int64)
     poa = np.concatenate(poa) if poa else np.zeros(0)
