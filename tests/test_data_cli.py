@@ -174,7 +174,8 @@ def test_download_flag_fetches_verifies_and_prepares(tmp_path, monkeypatch, caps
                 zf.write(p, p.relative_to(src).as_posix())
         data = z.read_bytes()
         archives.append({"name": z.name, "url": z.as_uri(), "size": len(data), "md5": hashlib.md5(data).hexdigest()})
-    monkeypatch.setattr(catalogue, "dataset", lambda name, path=None: {"archives": archives})
+    entry = {**catalogue.dataset("visdrone"), "archives": archives}  # local file:// archives stand in for the network
+    monkeypatch.setattr(catalogue, "dataset", lambda name, path=None: entry)
     out = tmp_path / "out"
     assert _cli("visdrone", "--download", "--out", str(out), "--no-progress") == 0
     assert sorted(p.name for p in (out / "downloads").iterdir()) == [a["name"] for a in archives]

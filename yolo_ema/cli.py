@@ -20,13 +20,18 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; given ``argv`` naming a subcommand, only that subcommand's module is imported."""
     from yolo_ema import __version__
 
     parser = argparse.ArgumentParser(prog="yolo-ema", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"yolo-ema {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name, (module, help_text) in SUBCOMMANDS.items():
+        if chosen in SUBCOMMANDS and name != chosen:
+            sub.add_parser(name, help=help_text, description=help_text)  # listed in --help, not imported
+            continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -40,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -7,6 +7,8 @@ once verified, so a present archive is always a complete one.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import os
 import urllib.request
@@ -27,11 +29,10 @@ def catalogue_path() -> Path:
     return package_path(CATALOGUE)
 
 
-def load_catalogue(path: str | os.PathLike | None = None) -> dict:
-    """Return the catalogue as a dict {dataset: entry}."""
+@functools.lru_cache(maxsize=4)
+def _load(path: Path) -> dict:
     import yaml
 
-    path = Path(path) if path else catalogue_path()
     with open(path, encoding="utf-8") as f:
         cat = yaml.safe_load(f)
     if not isinstance(cat, dict):
@@ -39,11 +40,27 @@ def load_catalogue(path: str | os.PathLike | None = None) -> dict:
     return cat
 
 
+def load_catalogue(path: str | os.PathLike | None = None) -> dict:
+    """Return the catalogue as a dict {dataset: entry} (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_load(Path(path) if path else catalogue_path()))
+
+
 def dataset(name: str, path: str | os.PathLike | None = None) -> dict:
-    cat = load_catalogue(path)
+    """One dataset's entry: archives, splits, names, ..."""
+    cat = _load(Path(path) if path else catalogue_path())
     if name not in cat:
         raise KeyError(f"dataset {name!r} is not in the catalogue (known: {', '.join(cat)})")
-    return cat[name]
+    return copy.deepcopy(cat[name])
+
+
+def split_folders(name: str) -> dict[str, str]:
+    """{split: source folder} of a dataset, in catalogue order (e.g. test -> VisDrone2019-DET-test-dev)."""
+    return {split: v["folder"] for split, v in dataset(name)["splits"].items()}
+
+
+def class_names(name: str) -> list[str]:
+    """The dataset's class names in YOLO class order."""
+    return list(dataset(name)["names"])
 
 
 def file_digests(path: str | os.PathLike, algos=("md5", "sha256")) -> dict[str, str]:

@@ -8,18 +8,14 @@ COCO ground truth (``ignore_regions``). See yolo_ema/data/visdrone_format.py for
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
-
-from yolo_ema.data import archives, fsio, layout, visdrone_batch
+from yolo_ema.data import archives, catalogue, fsio, layout
 from yolo_ema.data.imagesize import IMG_EXT, BadImage, read_size
 from yolo_ema.data.layout import PrepareError
-from yolo_ema.data.visdrone_format import NAMES
+from yolo_ema.data.visdrone_format import convert, parse
 
-SPLITS = {"train": "VisDrone2019-DET-train", "val": "VisDrone2019-DET-val", "test": "VisDrone2019-DET-test-dev"}
 COUNTS = (
     "images",
     "rows",
@@ -44,7 +40,7 @@ def find_splits(source: Path, out: Path, splits=None) -> dict[str, Path]:
     same whether the split came from a folder or from its zip.
     """
     found = {}
-    for split, folder in SPLITS.items():
+    for split, folder in catalogue.split_folders("visdrone").items():
         if splits and split not in splits:
             continue
         d = source / folder
@@ -55,7 +51,9 @@ def find_splits(source: Path, out: Path, splits=None) -> dict[str, Path]:
             if not (found[split] / "images").is_dir():
                 raise PrepareError(f"{source / f'{folder}.zip'}: has no {folder}/images folder")
     if not found:
-        want = ", ".join(f"{f}/ (or {f}.zip)" for s, f in SPLITS.items() if not splits or s in splits)
+        want = ", ".join(
+            f"{f}/ (or {f}.zip)" for s, f in catalogue.split_folders("visdrone").items() if not splits or s in splits
+        )
         raise PrepareError(f"no VisDrone-DET split found in {source}: expected {want}")
     for d in found.values():
         if fsio.inside(out, d) or any(fsio.inside(d, out / sub) for sub in ("images", "labels", "annotations")):
@@ -70,19 +68,18 @@ def _scan(folder: Path, exts) -> dict[str, os.DirEntry]:
         return {}
 
 
-def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress: bool = True) -> tuple[dict, str]:
-    """Convert one split; return (counts and problem lists, COCO ground truth as JSON text).
+def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress: bool = True) -> tuple[dict, dict]:
+    """Convert one split, image by image; return (counts and problem lists, COCO ground truth).
 
-    Pass 1 reads every image header and annotation file (progress bar), pass 2 parses and converts the whole split at
-    once (visdrone_batch), pass 3 writes labels and links images, skipping what is already right.
+    Labels and image links that are already right are not rewritten.
     """
     img_out, lbl_out = layout.split_dirs(out, split)
     images = _scan(src / "images", IMG_EXT)
     anns = {os.path.splitext(n)[0]: e for n, e in _scan(src / "annotations", {".txt"}).items()}
     c = dict.fromkeys(COUNTS, 0)
     lists = {k: [] for k in LISTS}
-    ok, seen = [], set()  # ok: (file name, stem, dir entry, width, height)
-    datas, names = [], []
+    seen, keep_img, keep_lbl, changed = set(), set(), set(), False
+    gt_images, gt_anns, gt_ignores = [], [], []
     for fname in layout.progress(sorted(images), len(images), f"visdrone {split}", progress):
         entry = images[fname]
         stem = os.path.splitext(fname)[0]
@@ -97,83 +94,59 @@ def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress:
             lists["corrupt_images"].append(f"{layout.rel(Path(entry.path), source_root)}: {why}")
             continue
         ann = anns.get(stem)
+        rows, errors, name = [], [], ""
         if ann is None:
             lists["images_without_annotations"].append(layout.rel(Path(entry.path), source_root))
-            datas.append(None)
-            names.append("")
         else:
+            name = layout.rel(Path(ann.path), source_root)
             with open(ann.path, "rb") as f:
-                datas.append(f.read())
-            names.append(layout.rel(Path(ann.path), source_root))
-        ok.append((fname, stem, entry, w, h))
-    widths = np.array([o[3] for o in ok], np.int64)
-    heights = np.array([o[4] for o in ok], np.int64)
-    parsed = visdrone_batch.parse_split(datas, names)
-    conv = visdrone_batch.convert_split(parsed, widths, heights, names)
-    changed = False
-    for (fname, stem, entry, _, _), labels in zip(ok, conv.labels):
-        changed |= fsio.write_text(os.path.join(lbl_out, stem + ".txt"), labels, sync=False)
+                rows, errors = parse(f.read(), name)
+        conv = convert(rows, w, h, name)
+        c["rows"] += len(rows) + len(errors)
+        lists["malformed_rows"] += sorted(errors + conv.errors, key=_line_key)
+        c["boxes_clipped"] += conv.clipped
+        c["boxes_outside_image"] += len(conv.errors)
+        image_id = len(gt_images) + 1
+        gt_images.append({"id": image_id, "file_name": f"images/{split}/{fname}", "width": w, "height": h})
+        for cat, (x, y, bw, bh), trunc, occ in conv.boxes:
+            gt_anns.append(
+                {"id": len(gt_anns) + 1, "image_id": image_id, "category_id": cat, "bbox": [x, y, bw, bh],
+                 "area": bw * bh, "iscrowd": 0, "truncation": trunc, "occlusion": occ}
+            )  # fmt: skip
+        for (x, y, bw, bh), source, cat in conv.ignores:
+            c[_IGNORE_COUNT[source]] += 1
+            gt_ignores.append(
+                {"id": len(gt_ignores) + 1, "image_id": image_id, "category_id": cat, "bbox": [x, y, bw, bh],
+                 "source": source}
+            )  # fmt: skip
+        changed |= fsio.write_text(os.path.join(lbl_out, stem + ".txt"), conv.labels, sync=False)
         changed |= fsio.link_or_copy(entry.path, os.path.join(img_out, fname), entry.stat())
-    lists["malformed_rows"] = sorted(parsed.errors + conv.errors, key=_line_key)
+        keep_img.add(fname)
+        keep_lbl.add(stem + ".txt")
     lists["annotations_without_image"] = sorted(
         layout.rel(Path(anns[s].path), source_root) for s in anns if s not in seen
     )
-    keep_img = {o[0] for o in ok}
-    keep_lbl = {o[1] + ".txt" for o in ok}
     changed |= bool(fsio.prune(img_out, keep_img)) | bool(fsio.prune(lbl_out, keep_lbl))
     if changed:
         layout.drop_cache(out, split)
-    src_counts = np.bincount(conv.ignores["source"], minlength=3) if len(conv.ignores["source"]) else [0, 0, 0]
-    c["ignored_regions"], c["others"], c["score0"] = (int(n) for n in src_counts)
-    c["rows"] = len(parsed.values) + len(parsed.errors)
-    c["boxes"] = len(conv.boxes["file"])
-    c["boxes_clipped"] = conv.clipped
-    c["boxes_outside_image"] = len(conv.errors)
+    c["boxes"] = len(gt_anns)
     for k in LISTS:
         c[k] = len(lists[k])
-    c["images"] = len(ok)
-    return {"counts": c, **lists}, _coco_json(split, ok, conv)
+    c["images"] = len(gt_images)
+    gt = {
+        "info": {"description": f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)"},
+        "images": gt_images,
+        "categories": [
+            {"id": i + 1, "name": n, "supercategory": "visdrone"}
+            for i, n in enumerate(catalogue.class_names("visdrone"))
+        ],
+        "annotations": gt_anns,
+        "ignore_regions": gt_ignores,
+    }
+    return {"counts": c, **lists}, gt
 
 
-_ANN = (
-    '{"id":%d,"image_id":%d,"category_id":%d,"bbox":[%r,%r,%r,%r],"area":%r,"iscrowd":0,"truncation":%r,"occlusion":%r}'
-)
-_IGN = '{"id":%d,"image_id":%d,"category_id":%d,"bbox":[%r,%r,%r,%r],"source":"%s"}'
-
-
-def _rows(fmt: str, cols: list) -> str:
-    """Comma-joined JSON objects, one ``fmt`` per row, formatted in one call (columns hold JSON-ready numbers)."""
-    n = len(cols[0])
-    if not n:
-        return ""
-    flat = [v for row in zip(*cols) for v in row]
-    return ",".join([fmt] * n) % tuple(flat)
-
-
-def _coco_json(split: str, ok: list, conv) -> str:
-    """COCO ground truth as compact JSON text, built row by row (json.dumps of dicts is the slow part otherwise)."""
-    from yolo_ema.data.visdrone_batch import SOURCES, json_numbers
-
-    dumps = json.dumps
-    images = [
-        f'{{"id":{i},"file_name":{dumps(f"images/{split}/{o[0]}")},"width":{o[3]},"height":{o[4]}}}'
-        for i, o in enumerate(ok, 1)
-    ]
-    b, g = conv.boxes, conv.ignores
-    ann_cols = [range(1, len(b["file"]) + 1), (b["file"] + 1).tolist(), b["category"].astype(np.int64).tolist()]
-    ann_cols += [json_numbers(b[k]) for k in ("x", "y", "w", "h")]
-    ann_cols += [json_numbers(b["w"] * b["h"]), json_numbers(b["truncation"]), json_numbers(b["occlusion"])]
-    ign_cols = [range(1, len(g["file"]) + 1), (g["file"] + 1).tolist(), g["category"].astype(np.int64).tolist()]
-    ign_cols += [json_numbers(g[k]) for k in ("x", "y", "w", "h")] + [[SOURCES[s] for s in g["source"].tolist()]]
-    anns = _rows(_ANN, ann_cols)
-    ignores = _rows(_IGN, ign_cols)
-    info = {"description": f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)"}
-    cats = [{"id": i + 1, "name": n, "supercategory": "visdrone"} for i, n in enumerate(NAMES)]
-    sep = (",", ":")
-    return (
-        f'{{"info":{dumps(info, separators=sep)},"images":[{",".join(images)}],'
-        f'"categories":{dumps(cats, separators=sep)},"annotations":[{anns}],"ignore_regions":[{ignores}]}}\n'
-    )
+_IGNORE_COUNT = {"ignored_region": "ignored_regions", "others": "others", "score0": "score0"}
 
 
 def _line_key(msg: str):
@@ -192,7 +165,9 @@ def prepare(
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise PrepareError(f"source folder {source} does not exist")
-    for folder in SPLITS.values():  # checked before OUT is created, so a refused OUT leaves no trace in SRC
+    for folder in catalogue.split_folders(
+        "visdrone"
+    ).values():  # checked before OUT is created, so a refused OUT leaves no trace in SRC
         if (source / folder).is_dir() and fsio.inside(out, source / folder):
             raise PrepareError(f"output folder {out} overlaps source folder {source / folder}; choose another --out")
     layout.start(out)
@@ -200,9 +175,8 @@ def prepare(
     report = {"dataset": "visdrone", "source": str(source), "splits": {}, "totals": dict.fromkeys(COUNTS, 0)}
     report.update({k: [] for k in LISTS})
     for split, src in found.items():
-        res, coco = prepare_split(split, src, src.parent, out, progress)
-        fsio.makedirs(out / "annotations")
-        fsio.write_text(out / "annotations" / f"{split}.json", coco, sync=False)
+        res, gt = prepare_split(split, src, src.parent, out, progress)
+        fsio.write_json(out / "annotations" / f"{split}.json", gt, sync=False)
         origin = src.name if (source / src.name).is_dir() else f"{src.name}.zip"
         report["splits"][split] = {"source_folder": origin, **res["counts"]}
         for k, v in res["counts"].items():
@@ -212,7 +186,7 @@ def prepare(
     report["warnings"] = [f"no {s} split: Ultralytics training needs one" for s in ("train", "val") if s not in found]
     if write_yaml:
         header = "VisDrone2019-DET, prepared by `yolo-ema prepare visdrone`\nsource: " + str(source)
-        layout.write_data_yaml(out, list(found), list(NAMES), header)
+        layout.write_data_yaml(out, list(found), catalogue.class_names("visdrone"), header)
     report["outputs"] = {
         "data_yaml": "data.yaml",
         "images": {s: f"images/{s}" for s in found},

@@ -19,7 +19,7 @@ IGNORED_REGION, OTHERS = 0, 11
 
 
 class Row(NamedTuple):
-    """One well-formed annotation row (``line`` is 1-based)."""
+    """One well-formed annotation row (``line`` is 1-based); values are ints where the file has integers."""
 
     left: float
     top: float
@@ -33,7 +33,7 @@ class Row(NamedTuple):
 
 
 def _num(v: float) -> int | float:
-    return int(v) if v.is_integer() else v
+    return int(v) if v == int(v) else v
 
 
 def _why_not_numeric(parts: list[str]) -> str:
@@ -73,17 +73,21 @@ def parse(data: bytes | str, name: str) -> tuple[list[Row], list[str]]:
                 errors.append(f"{name}:{i}: expected 8 comma-separated fields, got {n}")
                 continue
         try:
-            left, top, w, h, score, cat, trunc, occ = vals = list(map(float, parts))
+            vals = list(map(int, parts))  # VisDrone's values are integers: they stay ints (exact, and so in the JSON)
         except ValueError:
-            errors.append(f"{name}:{i}: {_why_not_numeric(parts)}")
-            continue
-        if not all(map(isfinite, vals)):
-            errors.append(f"{name}:{i}: {_why_not_numeric(parts)}")
-            continue
+            try:
+                vals = list(map(float, parts))
+            except ValueError:
+                errors.append(f"{name}:{i}: {_why_not_numeric(parts)}")
+                continue
+            if not all(map(isfinite, vals)):
+                errors.append(f"{name}:{i}: {_why_not_numeric(parts)}")
+                continue
+        left, top, w, h, score, cat, trunc, occ = vals
         if w <= 0 or h <= 0:
             errors.append(f"{name}:{i}: width and height must be > 0, got {_num(w)}x{_num(h)}")
             continue
-        if not (0 <= cat <= 11 and cat.is_integer()):
+        if not (0 <= cat <= 11 and cat == int(cat)):
             errors.append(f"{name}:{i}: category must be an integer 0..11, got {_num(cat)}")
             continue
         rows.append(Row(left, top, w, h, score, int(cat), trunc, occ, i))
@@ -102,6 +106,7 @@ def convert(rows: list[Row], width: int, height: int, name: str) -> Converted:
     """Clip rows to the image and split them into YOLO boxes (category c -> class c-1) and ignore regions.
 
     Ignore regions: category 0 ("ignored_region"), category 11 ("others") and objects with score 0 ("score0").
+    Boxes keep integer coordinates where the rows have them (clipping to the image border keeps them integral).
     """
     dw, dh = 1.0 / width, 1.0 / height
     lines, boxes, ignores, errors = [], [], [], []
@@ -110,13 +115,13 @@ def convert(rows: list[Row], width: int, height: int, name: str) -> Converted:
         x1, y1, x2, y2 = r.left, r.top, r.left + r.width, r.top + r.height
         cut = False
         if x1 < 0:
-            x1, cut = 0.0, True
+            x1, cut = 0, True
         if y1 < 0:
-            y1, cut = 0.0, True
+            y1, cut = 0, True
         if x2 > width:
-            x2, cut = float(width), True
+            x2, cut = width, True
         if y2 > height:
-            y2, cut = float(height), True
+            y2, cut = height, True
         bw, bh = x2 - x1, y2 - y1
         if bw <= 0 or bh <= 0:
             errors.append(f"{name}:{r.line}: box lies outside the {width}x{height} image")
