@@ -29,16 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SPLITS = {"train": "VisDrone2019-DET-train", "val": "VisDrone2019-DET-val", "test": "VisDrone2019-DET-test-dev"}
 
+def bare_loop(source: Path, out: Path, folders: dict[str, str]) -> int:
+    """Ultralytics' visdrone2yolo work, faithfully (images linked instead of moved). Returns images converted.
 
-def bare_loop(source: Path, out: Path, splits) -> int:
-    """Ultralytics' visdrone2yolo work, faithfully (images linked instead of moved). Returns images converted."""
+    ``folders``: {split: official folder}; passed in, so the bare process imports nothing of yolo-ema.
+    """
     from PIL import Image
 
     n = 0
-    for split in splits:
-        source_dir = source / SPLITS[split]
+    for split, folder in folders.items():
+        source_dir = source / folder
         images_dir, labels_dir = out / "images" / split, out / "labels" / split
         labels_dir.mkdir(parents=True, exist_ok=True)
         if (source_images_dir := source_dir / "images").exists():
@@ -62,10 +63,17 @@ def bare_loop(source: Path, out: Path, splits) -> int:
     return n
 
 
+def split_folders() -> dict[str, str]:
+    from yolo_ema.data.catalogue import split_folders
+
+    return split_folders("visdrone")
+
+
 def commands(source: Path, out: Path, splits) -> dict[str, list[str]]:
     """The two whole-process commands: the bare loop (this script, --bare) and `yolo-ema prepare visdrone`."""
+    pairs = [f"{s}={split_folders()[s]}" for s in splits]
     return {
-        "bare": [sys.executable, __file__, "--bare", str(source), str(out), *splits],
+        "bare": [sys.executable, __file__, "--bare", str(source), str(out), *pairs],
         "ours": [sys.executable, "-m", "yolo_ema.cli", "prepare", "visdrone", "--source", str(source), "--out", str(out),
                  "--splits", *splits, "--no-progress"],
     }  # fmt: skip
@@ -83,7 +91,8 @@ def make_source(root: Path, images: int, size: tuple[int, int], objects: tuple[i
 
     from yolo_ema.data import synthetic
 
-    img_dir, ann_dir = root / SPLITS["train"] / "images", root / SPLITS["train"] / "annotations"
+    train = split_folders()["train"]
+    img_dir, ann_dir = root / train / "images", root / train / "annotations"
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
     rendered = []
@@ -100,8 +109,8 @@ def make_source(root: Path, images: int, size: tuple[int, int], objects: tuple[i
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["--bare"]:  # one bare-loop process: --bare SRC OUT SPLIT...
-        bare_loop(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:])
+    if sys.argv[1:2] == ["--bare"]:  # one bare-loop process: --bare SRC OUT SPLIT=FOLDER...
+        bare_loop(Path(sys.argv[2]), Path(sys.argv[3]), dict(a.split("=", 1) for a in sys.argv[4:]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", type=Path, help="VisDrone2019-DET folders (default: a generated VisDrone-sized set)")
@@ -124,10 +133,11 @@ def main() -> int:
             t = time.perf_counter()
             source = make_source(work / "src", args.images, (w, h), (lo, hi))
             print(f"generated {args.images} images {w}x{h} in {time.perf_counter() - t:.1f} s under {source}")
-        splits = args.splits or [s for s, f in SPLITS.items() if (source / f / "annotations").is_dir()]
-        files = [f for s in splits for f in (source / SPLITS[s] / "annotations").glob("*.txt")]
+        folders = split_folders()
+        splits = args.splits or [s for s, f in folders.items() if (source / f / "annotations").is_dir()]
+        files = [f for s in splits for f in (source / folders[s] / "annotations").glob("*.txt")]
         rows = sum(f.read_bytes().count(b"\n") for f in files)
-        for name, cmd in commands(source, work / "warm", splits).items():  # warm the page cache
+        for cmd in commands(source, work / "warm", splits).values():  # warm the page cache
             timed(cmd)
             shutil.rmtree(work / "warm")
         times = {"bare": [], "ours": []}

@@ -6,7 +6,6 @@ import pytest
 
 from yolo_ema.data import catalogue
 from yolo_ema.data.catalogue import DownloadError
-from yolo_ema.data.visdrone_format import NAMES
 
 
 def test_catalogue_lists_the_three_datasets_with_their_classes_and_splits():
@@ -14,7 +13,9 @@ def test_catalogue_lists_the_three_datasets_with_their_classes_and_splits():
     assert catalogue.catalogue_path().name == "datasets.yaml"
     assert set(cat) >= {"visdrone", "coco", "synthetic"}
     vd = cat["visdrone"]
-    assert vd["names"] == list(NAMES)
+    assert vd["names"] == ["pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor"]  # fmt: skip
+    assert catalogue.class_names("visdrone") == vd["names"]
+    assert catalogue.split_folders("visdrone") == {s: v["folder"] for s, v in vd["splits"].items()}
     assert {s: v["images"] for s, v in vd["splits"].items()} == {"train": 6471, "val": 548, "test": 1610}
     assert vd["splits"]["test"]["folder"] == "VisDrone2019-DET-test-dev"
     assert [a["name"] for a in vd["archives"]] == [f"{v['folder']}.zip" for v in vd["splits"].values()]

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from yolo_ema.data import visdrone
@@ -104,10 +105,9 @@ def test_prepare_writes_exact_labels_coco_json_yaml_and_report(src, tmp_path):
     assert (out / "images/train/a.jpg").read_bytes() == (src / "VisDrone2019-DET-train/images/a.jpg").read_bytes()
     assert (src / "VisDrone2019-DET-train/images/a.jpg").exists()
 
-    data = (out / "data.yaml").read_text()
-    assert f'path: "{out.resolve()}"' in data
-    assert 'train: images/train\nval: images/val\nnames:\n  0: "pedestrian"' in data and "test:" not in data
-    assert '  9: "motor"\n' in data
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    names = ["pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor"]
+    assert data == {"path": str(out.resolve()), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}  # fmt: skip
 
     gt = json.loads((out / "annotations/train.json").read_text())
     assert [c["id"] for c in gt["categories"]] == list(range(1, 11))
@@ -216,3 +216,15 @@ def test_out_next_to_the_official_folders_leaves_them_untouched(src):
     report = visdrone.prepare(src, src, progress=False)
     after = {k: v for k, v in tree_digest(src).items() if k.startswith("VisDrone2019-DET")}
     assert after == before and report["totals"]["images"] == 4
+
+
+def test_data_yaml_round_trips_awkward_paths_and_names(tmp_path):
+    from yolo_ema.data import layout
+
+    out = tmp_path / "a: b #c 'é\" [x]"
+    out.mkdir()
+    names = ["a: b", "#not a comment", "é", "- dash", "yes"]
+    path = layout.write_data_yaml(out, ["val"], names, "first line\nsource: /x: y")
+    text = path.read_text()
+    assert text.startswith("# first line\n# source: /x: y\n")
+    assert yaml.safe_load(text) == {"path": str(out), "val": "images/val", "names": dict(enumerate(names))}

@@ -13,11 +13,10 @@ import os
 from math import isfinite
 from pathlib import Path
 
-from yolo_ema.data import archives, fsio, layout
+from yolo_ema.data import archives, catalogue, fsio, layout
 from yolo_ema.data.imagesize import BadImage, read_size
 from yolo_ema.data.layout import PrepareError
 
-SPLITS = {"train": "train2017", "val": "val2017"}
 COUNTS = (
     "images",
     "boxes",
@@ -32,16 +31,16 @@ COUNTS = (
 LISTS = ("malformed_rows", "corrupt_images", "annotations_without_image", "images_without_annotations")
 
 
-def _locate(source: Path, out: Path, split: str) -> tuple[Path, Path] | None:
-    folder = SPLITS[split]
-    ann = source / "annotations" / f"instances_{folder}.json"
-    if not ann.is_file() and (source / "annotations_trainval2017.zip").is_file():
-        ann = archives.extract(source / "annotations_trainval2017.zip", out / ".extracted") / ann.relative_to(source)
+def _locate(source: Path, out: Path, entry: dict) -> tuple[Path, Path] | None:
+    """(instances JSON, image folder) of one split as the catalogue describes it, from SRC or its zip archives."""
+    folder, ann = entry["folder"], source / entry["annotations"]
+    if not ann.is_file() and (source / entry["annotations_archive"]).is_file():
+        ann = archives.extract(source / entry["annotations_archive"], out / ".extracted") / entry["annotations"]
     if not ann.is_file():
         return None
     img = source / folder
-    if not img.is_dir() and (source / f"{folder}.zip").is_file():
-        img = archives.extract(source / f"{folder}.zip", out / ".extracted") / folder
+    if not img.is_dir() and (source / entry["archive"]).is_file():
+        img = archives.extract(source / entry["archive"], out / ".extracted") / folder
     if not img.is_dir():
         raise PrepareError(f"{ann} found but no image folder {source / folder} (or {folder}.zip)")
     return ann, img
@@ -186,14 +185,18 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, prog
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise PrepareError(f"source folder {source} does not exist")
-    for folder in (*SPLITS.values(), "annotations"):  # before OUT is created: a refused OUT leaves SRC as it was
+    split_entries = catalogue.dataset("coco")["splits"]
+    for folder in (
+        *(e["folder"] for e in split_entries.values()),
+        "annotations",
+    ):  # before OUT is created: a refused OUT leaves SRC as it was
         if (source / folder).is_dir() and fsio.inside(out, source / folder):
             raise PrepareError(f"output folder {out} overlaps source folder {source / folder}; choose another --out")
     layout.start(out)
     found = {}
-    for split in SPLITS:
+    for split, entry in split_entries.items():
         if not splits or split in splits:
-            loc = _locate(source, out, split)
+            loc = _locate(source, out, entry)
             if loc:
                 found[split] = loc
     if not found:

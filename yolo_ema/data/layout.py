@@ -9,7 +9,6 @@ OUT/report.json               counts and problems; written last, so its presence
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -42,21 +41,16 @@ def drop_cache(out: Path, split: str) -> None:
     (out / "labels" / f"{split}.cache").unlink(missing_ok=True)
 
 
-def _yaml_str(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid YAML flow scalar
-
-
 def write_data_yaml(out: Path, splits: list[str], names: list[str], header: str) -> Path:
     """Ultralytics data YAML: absolute ``path``, split folders relative to it, ``names`` as {index: name}."""
-    lines = [f"# {h}\n" for h in header.splitlines()]
-    lines.append(f"path: {_yaml_str(str(out))}\n")
-    for split in ("train", "val", "test"):
-        if split in splits:
-            lines.append(f"{split}: images/{split}\n")
-    lines.append("names:\n")
-    lines += [f"  {i}: {_yaml_str(n)}\n" for i, n in enumerate(names)]
+    import yaml
+
+    data = {"path": str(out), **{s: f"images/{s}" for s in ("train", "val", "test") if s in splits}}
+    data["names"] = dict(enumerate(names))
+    text = "".join(f"# {h}\n" for h in header.splitlines())
+    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     path = out / "data.yaml"
-    fsio.write_text(path, "".join(lines))
+    fsio.write_text(path, text, sync=False)
     return path
 
 

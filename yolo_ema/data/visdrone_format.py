@@ -13,7 +13,6 @@ from __future__ import annotations
 from math import isfinite
 from typing import NamedTuple
 
-NAMES = ("pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor")
 FIELDS = ("left", "top", "width", "height", "score", "category", "truncation", "occlusion")
 IGNORED_REGION, OTHERS = 0, 11
 
