@@ -1,4 +1,4 @@
-"""EMA vs baseline after export (issue #4, item 4): ONNX file size and onnxruntime CPU latency, interleaved.
+"""EMA vs baseline after export: ONNX file size and onnxruntime CPU latency, interleaved.
 
 Both models are exported to ONNX with Ultralytics at the same settings (or given as .onnx), then timed in the same
 process on the same input: each round runs both sessions once, in alternating order (EMA first on even rounds,

@@ -1,4 +1,4 @@
-"""Issue #4: EMA models export (ONNX static/dynamic/FP16/simplified/batch 2, TorchScript, OpenVINO) with standard
+"""EMA models export (ONNX static/dynamic/FP16/simplified/batch 2, TorchScript, OpenVINO) with standard
 operators only, and match PyTorch (raw head and post-NMS detections); parity failures are loud.
 
 One small yolov8n-ema is trained for 1 epoch at 64 px on the tiny set (module fixture). Such a model scores every

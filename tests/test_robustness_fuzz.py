@@ -1,4 +1,4 @@
-"""Random EMA configurations (issue #5): a correct finite output or a ValueError naming channels and factor, nothing
+"""Random EMA configurations: a correct finite output or a ValueError naming channels and factor, nothing
 else, both for ``yolo_ema.EMA`` directly and for an EMA row of a model YAML parsed by Ultralytics."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Export EMA models (ONNX, TorchScript, OpenVINO) through Ultralytics and verify them against PyTorch (issue #4).
+"""Export EMA models (ONNX, TorchScript, OpenVINO) through Ultralytics and verify them against PyTorch.
 
 - :mod:`yolo_ema.export.exporting`: atomic export wrapper around ``YOLO.export``.
 - :mod:`yolo_ema.export.graph`: operator inventory of exported graphs (standard ops only, no ATen/custom fallbacks).

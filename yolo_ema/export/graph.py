@@ -1,4 +1,4 @@
-"""Operator inventory of exported graphs: the "standard operators only" requirement of issue #4.
+"""Operator inventory of exported graphs: standard operators only, so they run on any runtime.
 
 - ONNX: every node must be in the default ``ai.onnx`` domain (empty domain string or ``ai.onnx``) and be a schema
   that ``onnx.defs`` knows at the model's opset; ``ATen``/``PythonOp`` nodes or any custom domain are refused.

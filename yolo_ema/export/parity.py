@@ -1,4 +1,4 @@
-"""Parity of an exported model with its PyTorch weights (issue #4, item 2), on real images.
+"""Parity of an exported model with its PyTorch weights, on real images.
 
 Two checks per (image size, batch) pair the export accepts:
 
