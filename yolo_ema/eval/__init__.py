@@ -1,5 +1,8 @@
 """Small-object evaluation: COCO metrics, AI-TOD tiny-object buckets and the VisDrone-DET protocol.
 
+COCO and AI-TOD run on faster-coco-eval; the VisDrone2019-DET toolkit's own algorithm is ported rule for rule in
+:mod:`yolo_ema.eval.visdrone_toolkit` (COCOeval cannot express it).
+
 ``evaluate(model, data_dir, ...)`` predicts and evaluates; ``metrics.evaluate_detections(gt, detections, protocol)``
 evaluates detections you already have. Importing this package is light: torch, Ultralytics and sahi load on use.
 """
