@@ -298,6 +298,46 @@ def test_agrees_with_loop_port_on_real_annotations():
     assert 0.2 < ours["AP50"] < 0.95  # a non-trivial case
 
 
+def test_prepared_real_annotations_agree_with_loop_port(tmp_path):
+    """The same check through `prepare visdrone` (blank images of the real sizes): its COCO json, with ignored
+    regions, 'others' and score-0 objects as it writes them, scores as the toolkit scores the raw txt files."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from yolo_ema.data import visdrone
+
+    gts, sizes = load_samples()
+    stems = [ln.split(",")[:2] for ln in (SAMPLES / "image_sizes.csv").read_text().splitlines()[1:]]
+    folder = {"val": "VisDrone2019-DET-val", "test-dev": "VisDrone2019-DET-test-dev"}
+    for (split, stem), (w, h) in zip(stems, sizes):
+        root = tmp_path / "src" / folder[split]
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "annotations").mkdir(exist_ok=True)
+        buf = io.BytesIO()
+        Image.new("RGB", (w, h)).save(buf, "JPEG")
+        (root / "images" / f"{stem}.jpg").write_bytes(buf.getvalue())
+        (root / "annotations" / f"{stem}.txt").write_bytes(
+            (SAMPLES / folder[split] / "annotations" / f"{stem}.txt").read_bytes()
+        )
+    visdrone.prepare(tmp_path / "src", tmp_path / "out", progress=False, write_yaml=False)
+    dets = perturbed_detections(gts, sizes, seed=1)
+    for split, name in (("val", "val"), ("test-dev", "test")):
+        gt = json.loads((tmp_path / "out" / "annotations" / f"{name}.json").read_text())
+        image_id = {Path(im["file_name"]).stem: im["id"] for im in gt["images"]}
+        pick = sorted((stem, k) for k, (sp, stem) in enumerate(stems) if sp == split)  # the toolkit's dir() order
+        coco_dets = [
+            {"image_id": image_id[stem], "category_id": int(c), "bbox": [x, y, bw, bh], "score": sc}
+            for stem, k in pick
+            for x, y, bw, bh, sc, c in dets[k]
+        ]
+        ours = evaluate_detections(gt, coco_dets, "auto")
+        assert ours["protocol"] == "visdrone"
+        ref = toolkit([gts[k] for _, k in pick], [dets[k] for _, k in pick], [sizes[k] for _, k in pick])
+        assert_agree(ours["visdrone"], ref)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # One hand-derived case per rule. Image 100 x 100 unless said; GT rows [x y w h score cat].
 # ---------------------------------------------------------------------------------------------------------------------
