@@ -161,8 +161,8 @@ def score_arrays(
         gt_img, gt_box, gt_cls, gt_ign: (G,) image index, (G, 4) [x y w h], class index in ``range(n_classes)`` (-1:
             not evaluated, like 'others'), True for ignore objects (score 0); rows of an image in file order.
         reg_img, reg_box: (R,) image index and (R, 4) [x y w h] of the ignored regions (category 0).
-        det_img, det_box, det_cls, det_score: (D,) detections; rows of an image in file order (the cap keeps the
-            first ones).
+        det_img, det_box, det_cls, det_score: (D,) detections, class index in ``range(n_classes)``; rows of an image
+            in file order (the cap keeps the first ones).
 
     Returns:
         ``{"ap": (C, T), "ar": (C, T, 4), "n_images": (C,), "n_gt": (C,), "gt_kept": (G,) bool, "det_kept": (D,)
@@ -247,9 +247,9 @@ def score_arrays(
         if not len(o):
             continue
         hit = tp[-1][:, o]  # (T, n)
-        ign = ~hit & (ign_best[o][None, :] >= IOU_THRS[:, None])
+        ignored = ~hit & (ign_best[o][None, :] >= IOU_THRS[:, None])  # matched an ignore object: neither TP nor FP
         tps = np.cumsum(hit, axis=1)
-        fps = np.cumsum(~hit & ~ign, axis=1)
+        fps = np.cumsum(~hit & ~ignored, axis=1)
         ap[c] = _vocap(tps / denom[c], tps / np.maximum(1, tps + fps))
     return {"ap": ap, "ar": ar, "n_images": n_images, "n_gt": n_gt, "gt_kept": gt_kept, "det_kept": det_kept}
 
