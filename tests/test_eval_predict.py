@@ -1,6 +1,8 @@
-"""Prediction + evaluation end to end on a tiny hand-drawn dataset with randomly initialised models (no downloads).
+"""Prediction + evaluation end to end on tiny hand-drawn datasets (no downloads).
 
-Random weights give arbitrary boxes, so these tests check structure only: keys, ranges, caps, category ids.
+A stand-in model that finds the drawn rectangles in the very tensor Ultralytics feeds it (letterboxed image or sahi
+window) must score AP ~ 1 through the full-image and the sliced paths: a wrong letterbox scale/offset or a wrong
+window offset moves every box. Randomly initialised models check the rest: keys, ranges, caps, category ids.
 """
 
 import json
@@ -181,3 +183,136 @@ def test_cli_compare_full_vs_sliced(dataset, model_pt, tmp_path, capsys):
 def test_cli_error_exit_code(tmp_path, capsys):
     assert _cli(["--model", "m.pt", "--data", str(tmp_path / "none")]) == 2
     assert "dataset directory not found" in capsys.readouterr().err
+
+
+# --- a model stand-in that sees the ground truth in its input ----------------------------------------------------------
+
+# Class colours (BGR as cv2 draws them) on a grey background; each class is told apart by R - B in the RGB input.
+COLOURS = [(0, 220, 255), (255, 60, 0)]  # BGR; in the RGB input class 0 has R - B = 1, class 1 B - R = 1
+W, H = 150, 60  # wide images: a letterbox to a square size scales them and pads top and bottom
+
+
+def rectangle_finder():
+    """A yolov8n DetectionModel (stride, names, fuse) whose forward finds the coloured rectangles in its input.
+
+    Input (B, 3, h, w) RGB in [0, 1], as Ultralytics' predictor and sahi's windows give it; output (B, 4 + nc, N) like
+    Detect at inference: boxes cx, cy, w, h in input pixels, then class scores. Each rectangle is a connected region
+    of its class's colour; its extent is measured to a fraction of a pixel from the colour profile across its edges
+    (a linear resize keeps the area under the profile). Score grows with the box's smaller side in input pixels
+    (upscaled windows beat the downscaled whole image); a box touching the input border (an object cut by a window)
+    scores 0.02.
+    """
+    import cv2
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    def extent(profile: np.ndarray, start: int) -> tuple[float, float]:
+        """(centre, length) of a 1-D coverage profile whose first sample is pixel ``start`` (pixel i spans [i, i+1])."""
+        length = float(profile.sum())
+        return start + float((profile * (np.arange(len(profile)) + 0.5)).sum()) / length, length
+
+    class RectangleFinder(DetectionModel):
+        finding = False  # off while DetectionModel.__init__ runs its stride-probing forward
+
+        def forward(self, x, *args, **kwargs):
+            if not self.finding:
+                return super().forward(x, *args, **kwargs)
+            out = torch.zeros(x.shape[0], 4 + 2, 64)  # (B, 4 + nc, N): unused slots score 0
+            for b, img in enumerate(x.float().cpu().numpy()):  # img: (3, h, w) RGB
+                h, w = img.shape[1:]
+                k = 0
+                for cls, sign in ((0, 1.0), (1, -1.0)):
+                    cover = np.clip(sign * (img[0] - img[2]), 0, 1)  # (h, w): 1 inside, 0 on background and padding
+                    n, _, stats, _ = cv2.connectedComponentsWithStats((cover > 0.5).astype(np.uint8), connectivity=4)
+                    for x0, y0, bw, bh, _area in stats[1:]:  # row 0 is the background
+                        xa, ya, xb, yb = max(x0 - 2, 0), max(y0 - 2, 0), min(x0 + bw + 2, w), min(y0 + bh + 2, h)
+                        win = cover[ya:yb, xa:xb]
+                        cx, cw = extent(win.max(0), xa)
+                        cy, ch = extent(win.max(1), ya)
+                        border = x0 == 0 or y0 == 0 or x0 + bw == w or y0 + bh == h
+                        out[b, :4, k] = torch.tensor([cx, cy, cw, ch])
+                        out[b, 4 + cls, k] = 0.02 if border else 0.9 * min(cw, ch) / (min(cw, ch) + 4)
+                        k += 1
+            return out
+
+    m = RectangleFinder("yolov8n.yaml", nc=2, verbose=False)
+    m.names, m.finding = {0: "car", 1: "person"}, True
+    return m
+
+
+@pytest.fixture(scope="module")
+def rectangles(tmp_path_factory):
+    """4 PNG images 150x60, 3-4 rectangles of 8-14 px each, apart from each other and from the image border."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("rects")
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rng = np.random.default_rng(3)
+    gt = {"images": [], "annotations": [], "categories": CATS}
+    for i in range(4):
+        img = np.full((H, W, 3), 90, np.uint8)
+        boxes = []
+        while len(boxes) < 3 + i % 2:
+            w, h = (int(v) for v in rng.integers(8, 15, 2))
+            x, y = int(rng.integers(3, W - w - 3)), int(rng.integers(3, H - h - 3))
+            if any(
+                x < bx + bw + 3 and bx < x + w + 3 and y < by + bh + 3 and by < y + h + 3 for bx, by, bw, bh in boxes
+            ):
+                continue  # keep 3 px between rectangles: the finder must see them apart
+            boxes.append((x, y, w, h))
+            c = int(rng.integers(0, 2))
+            img[y : y + h, x : x + w] = COLOURS[c]
+            gt["annotations"].append(
+                {"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": CATS[c]["id"],
+                 "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
+            )  # fmt: skip
+        cv2.imwrite(str(root / "images" / "val" / f"r{i}.png"), img)
+        gt["images"].append({"id": i + 1, "file_name": f"images/val/r{i}.png", "width": W, "height": H})
+    (root / "annotations" / "val.json").write_text(json.dumps(gt))
+    return root
+
+
+@pytest.fixture(scope="module")
+def finder():
+    from ultralytics import YOLO
+
+    yolo = YOLO("yolov8n.yaml")
+    yolo.model = rectangle_finder()
+    return yolo
+
+
+def _assert_perfect(r, n_gt=14):
+    c = r["coco"]
+    assert r["n_gt"] == n_gt
+    assert c["AP50"] == 1.0 and c["AP75"] == 1.0 and c["AR100"] == 1.0, c
+    assert c["AP"] > 0.95, c  # 0.95-IoU matches may miss by a fraction of a pixel after resizing
+
+
+# 150x60 letterboxed to 256x128 (x1.71, 13 px padding top and bottom) and to 192x96 (x1.28, 9 px top, 10 bottom).
+# Upscaled only: a linear downscale samples rather than averages, moving small edges by up to half a pixel.
+@pytest.mark.parametrize("imgsz", [256, 192])
+def test_full_image_prediction_of_a_perfect_model_scores_ap_1(rectangles, finder, imgsz):
+    from yolo_ema.eval import evaluate
+
+    r = evaluate(finder, rectangles, imgsz=imgsz, protocol="coco", return_detections=True)
+    _assert_perfect(r)
+    assert all(d["score"] > 0.5 for d in r["detections"])  # no box touches the letterboxed input's border
+
+
+@pytest.mark.parametrize("full_image_pass", [True, False])
+def test_sliced_prediction_of_a_perfect_model_scores_ap_1(rectangles, finder, full_image_pass):
+    """48 px windows overlapping by 0.35 (16.8 px > the largest rectangle: each lies whole in some window), each
+    upscaled to 96; windows cut some rectangles, whose partial boxes score lowest and so cost no AP."""
+    pytest.importorskip("sahi", reason="sliced evaluation needs the optional 'sahi' extra")
+    from yolo_ema.eval.gt import load_gt
+    from yolo_ema.eval.metrics import evaluate_detections
+    from yolo_ema.eval.slicing import sliced_predict
+
+    gt = load_gt(rectangles / "annotations" / "val.json")
+    dets = sliced_predict(
+        finder, gt, rectangles, slice_size=48, overlap=0.35, imgsz=96, full_image_pass=full_image_pass
+    )
+    _assert_perfect(evaluate_detections(gt, dets, "coco"))
+    whole = [d for d in dets if d["score"] > 0.5]
+    assert len(whole) == 14  # one box per rectangle: the window and whole-image copies were merged
