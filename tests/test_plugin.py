@@ -16,7 +16,8 @@ from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_ema import EMA, register
-from yolo_ema.ultralytics_plugin import align_layers
+from yolo_ema.configs import shipped_names
+from yolo_ema.ultralytics_plugin import PLUGIN_LAYERS, align_layers, is_plugin
 
 FAMILIES = {  # EMA config -> (baseline yaml name at scale s, number of EMA rows)
     "yolov8-ema.yaml": ("yolov8{s}.yaml", 3),
@@ -44,26 +45,32 @@ def layer_channels(model) -> list[int]:
     return [o.shape[1] if torch.is_tensor(o) else None for _, o in sorted(outs.items())]
 
 
+def _layers(cfg: str, s: str):
+    """The layer list a config builds at scale ``s`` (the parser's layers alone: no weight init, no forward)."""
+    from ultralytics.nn import tasks
+
+    return tasks.parse_model(tasks.yaml_model_load(cfg), ch=3, verbose=False)[0]
+
+
 @pytest.mark.parametrize("cfg", sorted(FAMILIES))
 @pytest.mark.parametrize("s", "nsmlx")
 def test_config_builds_at_every_scale_with_inferred_channels(cfg, s):
-    model = DetectionModel(str(scaled(cfg, s)), verbose=False)
-    baseline = DetectionModel(FAMILIES[cfg][0].format(s=s), verbose=False)
-    assert model.yaml["scale"] == s
-    emas = [(k, m) for k, m in enumerate(model.model) if isinstance(m, EMA)]
+    layers = _layers(str(scaled(cfg, s)), s)
+    baseline = _layers(FAMILIES[cfg][0].format(s=s), s)
+    emas = [(k, m) for k, m in enumerate(layers) if isinstance(m, EMA)]
     assert len(emas) == FAMILIES[cfg][1]
     # EMA rows read the layer right before them; their channels equal that layer's output channels
-    ch = layer_channels(model) if s in "ns" else None
+    ch = layer_channels(DetectionModel(str(scaled(cfg, s)), verbose=False)) if s == "n" else None
     for k, m in emas:
         assert m.f == -1 and m.groups == 8
         if ch is not None:
             assert m.channels == ch[k - 1]
     # every other row keeps the baseline's semantics: same types, same parameter counts, in the same order
-    rest = [m for m in model.model if not isinstance(m, EMA)]
-    assert [type(m).__name__ for m in rest] == [type(m).__name__ for m in baseline.model]
-    assert [m.np for m in rest] == [m.np for m in baseline.model]
+    rest = [m for m in layers if not isinstance(m, EMA)]
+    assert [type(m).__name__ for m in rest] == [type(m).__name__ for m in baseline]
+    assert [m.np for m in rest] == [m.np for m in baseline]
     # Detect reads the EMA outputs
-    assert list(model.model[-1].f) == [k for k, _ in emas]
+    assert list(layers[-1].f) == [k for k, _ in emas]
 
 
 def test_ema_model_trains_a_step():
@@ -163,6 +170,7 @@ def _capture_ultralytics_log(fn) -> str:
         ("yolov8-ema.yaml", "yolov8n.yaml"),
         ("yolov5-ema.yaml", "yolov5n.yaml"),
         ("yolov8-p2-ema.yaml", "yolov8n-p2.yaml"),
+        ("yolo11-cbam-paper.yaml", "yolo11n.yaml"),
     ],
 )
 def test_pretrained_transfer_across_inserted_layers(tmp_path, cfg, base):
@@ -171,12 +179,12 @@ def test_pretrained_transfer_across_inserted_layers(tmp_path, cfg, base):
     ckpt = tmp_path / "baseline.pt"
     baseline.save(str(ckpt))
     src = YOLO(str(ckpt)).model  # what the checkpoint holds (saved in half precision, reloaded as fp32)
-    model = YOLO(str(scaled(cfg, "n")), verbose=False)
+    model = YOLO(scaled(cfg, "n").name, verbose=False)  # by bare name
     fresh = {k: v.clone() for k, v in model.model.state_dict().items()}
     log = _capture_ultralytics_log(lambda: model.load(str(ckpt)))
     dst = model.model
     src_layers = [m for m in src.model]
-    dst_plain = [m for m in dst.model if not isinstance(m, EMA)]
+    dst_plain = [m for m in dst.model if not is_plugin(m)]
     assert len(src_layers) == len(dst_plain)
     moved = 0
     for s_m, d_m in zip(src_layers, dst_plain):
@@ -184,15 +192,32 @@ def test_pretrained_transfer_across_inserted_layers(tmp_path, cfg, base):
             assert ks == kd
             assert torch.equal(vs.float(), vd.float()), f"layer {d_m.i} ({d_m.type}) {kd} not transferred"
             moved += 1
-    # EMA layers start fresh
-    for m in dst.model:
-        if isinstance(m, EMA):
-            for k, v in m.state_dict().items():
-                assert torch.equal(v, fresh[f"model.{m.i}.{k}"])
-    n_ema = sum(len(m.state_dict()) for m in dst.model if isinstance(m, EMA))
-    assert moved == len(dst.state_dict()) - n_ema
+    # plugin layers start fresh
+    plugins = [m for m in dst.model if is_plugin(m)]
+    for m in plugins:
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, fresh[f"model.{m.i}.{k}"])
+    n_plugin = sum(len(m.state_dict()) for m in plugins)
+    assert moved == len(dst.state_dict()) - n_plugin
     assert f"Transferred {moved}/{len(dst.state_dict())} items" in log
-    assert "inserted EMA layers" in log
+    assert f"inserted {type(plugins[0]).__name__} layers {[m.i for m in plugins]}" in log
+
+
+def test_load_into_a_model_with_plain_torch_layers_and_another_layer_count():
+    """Plain torch layers have no Ultralytics ``.type`` string (``m.type`` is torch's method): load as without us."""
+    from ultralytics.nn.tasks import BaseModel
+
+    class Plain(BaseModel):
+        def __init__(self, n):
+            super().__init__()
+            self.model = torch.nn.Sequential(*(torch.nn.Conv2d(3, 3, 1) for _ in range(n)))
+
+    torch.manual_seed(0)
+    dst, src = Plain(2), Plain(3)
+    assert callable(dst.model[0].type) and not is_plugin(dst.model[0])
+    dst.load(src, verbose=False)  # Ultralytics transfers matching names: layers 0 and 1
+    for k in (0, 1):
+        assert torch.equal(dst.model[k].weight, src.model[k].weight)
 
 
 def test_align_layers_refuses_a_different_network():
@@ -217,19 +242,60 @@ def test_startup_hook_is_lazy():
     assert r.stdout.split() == ["False", "False"]
 
 
-def test_script_without_import_knows_ema_and_switch_off_works():
-    code = "from ultralytics import YOLO; m = YOLO('cfg/yolov8n-ema.yaml'); print(sum(type(x).__name__ == 'EMA' for x in m.model.modules()))"
-    r = _run(code)
+BY_NAME = """
+import re, sys
+from ultralytics import YOLO
+for name in sys.argv[1:]:
+    for s in "ns":
+        typed = re.sub(r"^(yolov?\\d+)", rf"\\g<1>{s}", name)  # what users type: yolov8s-ema.yaml
+        model = YOLO(typed, verbose=False).model
+        d = model.yaml
+        want = sum(r[2] in PLUGIN for r in d["backbone"] + d["head"])
+        got = sum(type(m).__name__ in PLUGIN for m in model.model)
+        assert (d["scale"], got) == (s, want) and want > 0, (typed, d["scale"], got, want)
+print("BUILT", len(sys.argv) - 1, "yolo_ema" in sys.modules)
+print("LOCAL", YOLO("yolov8n-ema.yaml").model.yaml["nc"])
+"""
+
+
+def test_every_shipped_config_builds_by_bare_name_from_an_empty_folder(tmp_path):
+    """A fresh process that never imports yolo_ema builds every shipped config at n and s by the name users type."""
+    code = BY_NAME.replace("PLUGIN", repr(set(PLUGIN_LAYERS) | {"C2f_EMA", "C3k2_EMA"}))
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "yolov8-ema.yaml").write_text(  # a user's own file of a shipped name wins
+        (CFG / "yolov8-ema.yaml").read_text().replace("nc: 80", "nc: 3")
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *shipped_names()],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "YOLO_OFFLINE": "1"},
+        cwd=local,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout.split()
+    assert out[out.index("BUILT") + 1 :][:2] == [str(len(shipped_names())), "True"]  # loaded by the start-up hook
+    assert out[out.index("LOCAL") + 1] == "3"
+
+
+def test_checkout_paths_and_switch_off(tmp_path):
+    code = (
+        "from ultralytics import YOLO; m = YOLO('cfg/yolov8n-ema.yaml'); "
+        "print(sum(type(x).__name__ == 'EMA' for x in m.model.modules()))"
+    )
+    r = _run(code, cwd=tmp_path)  # cfg/<name> resolves to the shipped file outside a checkout as well
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "3"
-    off = _run(code, {"YOLO_EMA_AUTOLOAD": "0"})
+    off = _run(code.replace("yolov8n-ema", "yolov8n-cbam"), {"YOLO_EMA_AUTOLOAD": "0"}, cwd=REPO)
     assert off.returncode != 0
-    assert "EMA layer 16 (args [8]): yolo-ema is installed but its automatic registration is switched off" in off.stderr
+    assert "CBAM layer 16 (args []): yolo-ema is installed but its automatic registration is switched off" in off.stderr
 
 
 @pytest.mark.slow
 def test_torch_distributed_worker_knows_ema(tmp_path):
-    """A worker started by torch.distributed.run (Ultralytics' DDP launcher) unpickles and builds EMA models."""
+    """A worker started by torch.distributed.run (Ultralytics' DDP launcher) unpickles EMA models and builds them by name."""
     model = YOLO(str(scaled("yolov8-ema.yaml", "n")), verbose=False).model
     state = tmp_path / "state.pt"
     torch.save({"model": model}, state)  # what Ultralytics' DDP state file carries
@@ -239,7 +305,7 @@ def test_torch_distributed_worker_knows_ema(tmp_path):
         "assert 'yolo_ema' not in sys.modules or True\n"
         f"state = torch.load({str(state)!r}, weights_only=False)\n"
         "from ultralytics.nn.tasks import DetectionModel\n"
-        f"m = DetectionModel({str(scaled('yolov8-ema.yaml', 's'))!r}, verbose=False)\n"
+        "m = DetectionModel('yolov8s-ema.yaml', verbose=False)  # by bare name, in a folder without it\n"
         "n = sum(type(x).__name__ == 'EMA' for x in m.modules())\n"
         "k = sum(type(x).__name__ == 'EMA' for x in state['model'].modules())\n"
         "print('RANK', os.environ['RANK'], n, k)\n"

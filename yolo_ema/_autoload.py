@@ -53,7 +53,7 @@ def _explain_disabled():
     try:
         from yolo_ema.ultralytics_plugin import install_disabled_notice
 
-        install_disabled_notice()
+        install_disabled_notice(ENV)
     except Exception:
         pass
 

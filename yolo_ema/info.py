@@ -1,4 +1,4 @@
-"""``yolo-ema info``: versions, where EMA is registered, and the model configs shipped."""
+"""``yolo-ema info``: versions, where the plugin layers are registered, and the model names users type."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import importlib.metadata as md
 import os
 import platform
 import sys
+import textwrap
 from pathlib import Path
-
-
-def config_dir() -> Path:
-    """The shipped model YAMLs: ``cfg/`` beside the package (repo checkout) or inside it (wheel)."""
-    pkg = Path(__file__).resolve().parent
-    for d in (pkg / "cfg", pkg.parent / "cfg"):
-        if d.is_dir():
-            return d
-    raise FileNotFoundError(f"yolo-ema model configs not found in {pkg / 'cfg'} or {pkg.parent / 'cfg'}")
 
 
 def _version(dist: str) -> str:
@@ -33,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from yolo_ema import __version__
     from yolo_ema._autoload import ENV, enabled
+    from yolo_ema.configs import config_dir, user_names
 
     print(f"yolo-ema      {__version__} ({Path(__file__).resolve().parent})")
     print(f"python        {platform.python_version()} ({sys.executable})")
@@ -47,16 +40,16 @@ def run(args: argparse.Namespace) -> int:
         if not enabled():
             register()
         status = registration_status()
-        print(f"parser        EMA in {status['parser_namespace'] or 'NOT REGISTERED'}")
-        print(f"safe loading  EMA allowed: {status['safe_globals']}")
-        print(f"transfer      pretrained alignment across EMA rows: {status['transfer_patch']}")
-        print(f"nan guard     first-epoch NaN/Inf EMA weights stop the run: {status['nan_guard']}")
-        if status["problem"]:
-            print(f"problem       {status['problem']}")
-    d = config_dir()
-    print(f"configs       {d}")
-    for f in sorted(d.glob("*.yaml")):
-        stem = f.stem.replace("-ema", "")
-        scaled = f"{stem[:6]}s{stem[6:]}" if stem.startswith("yolov8-p2") else f"{stem}s"
-        print(f"  {f.name:<22} e.g. model={d / (scaled + '-ema.yaml')}")
+        print(f"parser        {' '.join(status['layers']) or 'NOT REGISTERED'} in ultralytics.nn.tasks")
+        print(f"safe loading  plugin layers allowed: {status['safe_globals']}")
+        print(f"transfer      pretrained alignment across inserted plugin rows: {status['transfer_patch']}")
+        print(f"by name       shipped configs found by bare name from any folder: {status['config_lookup']}")
+        print(f"nan guard     first-epoch NaN/Inf plugin-layer weights stop the run: {status['nan_guard']}")
+        for key in ("problem", "lookup_problem"):
+            if status[key]:
+                print(f"problem       {status[key]}")
+    names = user_names("s")
+    print(f"configs       {len(names)} in {config_dir()}; type a scale n/s/m/l/x (the s scale below), from any folder:")
+    wrap = textwrap.TextWrapper(width=118, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
+    print("\n".join(wrap.wrap("  ".join(f"model={n}" for n in names))))
     return 0
