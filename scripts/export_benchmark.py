@@ -17,8 +17,6 @@ A ``.yaml`` builds a randomly initialised model (latency and size do not depend 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -87,14 +85,6 @@ def interleaved_latency(sessions: dict, x, runs: int, warmup: int) -> dict[str, 
     return times
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ema", default="cfg/yolov8n-ema.yaml", help="EMA model: .yaml, .pt or .onnx")
@@ -150,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"size ratio EMA/baseline: {result['size_ratio']:.4f}")
     print(f"latency ratio EMA/baseline (medians): {result['latency_ratio']:.3f}")
     if args.out:
-        write_json_atomic(Path(args.out), result)
+        from yolo_ema.data import fsio
+
+        fsio.write_json(args.out, result, indent=2)
     return 0
 
 

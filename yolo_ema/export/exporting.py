@@ -15,11 +15,12 @@ in its default precision. :func:`export` reports the precision actually written.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from yolo_ema.data import fsio
 
 FORMATS = ("onnx", "torchscript", "openvino")
 
@@ -55,13 +56,6 @@ def artifact_precision(path: Path, fmt: str) -> str:
     return "fp16" if 'element_type="f16"' in xml.read_text(errors="replace") else "fp32"
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _move_into_place(src: Path, dst: Path, scratch: Path) -> None:
     """Atomically replace ``dst`` by ``src`` (a file, or a folder swapped in with two renames)."""
     if src.is_dir():
@@ -70,7 +64,7 @@ def _move_into_place(src: Path, dst: Path, scratch: Path) -> None:
             os.replace(dst, old)
         os.replace(src, dst)
     else:
-        os.replace(src, dst)
+        fsio.publish(src, dst)  # flushed to disk, then renamed over the old file
 
 
 def default_output(model: Path, fmt: str) -> Path:
@@ -121,7 +115,7 @@ def export(
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.tmp-") as tmp:
         scratch = Path(tmp)
         local = scratch / model.name
-        _link_or_copy(model, local)
+        fsio.link_or_copy(str(model), str(local))
         kwargs = dict(format=fmt, imgsz=imgsz, batch=batch, dynamic=dynamic, device="cpu", verbose=False)
         if fmt == "onnx":
             kwargs["simplify"] = simplify
