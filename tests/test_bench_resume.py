@@ -81,11 +81,29 @@ def test_other_settings_are_an_error_naming_the_run(tmp_path):
     assert len(fake.calls) == 1
 
 
-def test_marker_written_last_and_atomically(tmp_path):
-    def crash(run, data_yaml, settings, folder, resume_from):
-        raise KeyboardInterrupt  # killed during training
+def test_marker_written_last_and_atomically(tmp_path, monkeypatch):
+    """Killed while writing done.json (after training): no marker, no temp file; the re-run validates, not retrains."""
+    import os
 
+    fake = FakeTrain()
     base = _runs()[0]
+    folder = tmp_path / "runs" / base.name
+    real_replace = os.replace
+
+    def killed_on_marker(src, dst):
+        if str(dst).endswith(runner.DONE):
+            raise KeyboardInterrupt  # the kill lands inside the marker's write
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_on_marker)
     with pytest.raises(KeyboardInterrupt):
-        runner.train_run(base, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=crash, log=lambda m: None)
-    assert not (tmp_path / "runs" / base.name / runner.DONE).exists()
+        runner.train_run(base, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (folder / "weights" / "best.pt").is_file()  # training had finished ...
+    assert sorted(p.name for p in folder.iterdir()) == ["weights"]  # ... but no marker and no temp file
+    validated = []
+    rec = runner.train_run(base, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake,
+                           val_fn=lambda w, d, s: validated.append(w) or {"mAP50-95": 0.2, "mAP50": 0.4},
+                           log=lambda m: None)  # fmt: skip
+    assert rec["status"] == "recovered" and len(fake.calls) == 1 and validated == [folder / "weights" / "best.pt"]
+    assert json.loads((folder / runner.DONE).read_text())["val"] == {"mAP50-95": 0.2, "mAP50": 0.4}

@@ -131,10 +131,16 @@ def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: s
     return {k: timing.summary_ms(s) for k, s in samples.items()}
 
 
-def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: str = "cpu", progress=print) -> dict:
-    """Params, GFLOPs (flop counter and thop), EMA layers' own cost and latency for each labelled model."""
+def measure(models: dict, sizes, runs: int = 30, warmup: int = 5, device: str = "cpu", progress=print) -> dict:
+    """Params, GFLOPs (flop counter and thop) and EMA layers' own cost at the first size, and latency at each size.
+
+    ``models``: {label: weights}; ``sizes``: image sizes (an int or a list). Latency: eager PyTorch on ``device``
+    and, on a CPU, onnxruntime; ``{label: {..., "latency": {size: {"eager": t, "onnxruntime": t}}}}``.
+    """
     import torch
 
+    sizes = [sizes] if isinstance(sizes, int) else list(sizes)
+    imgsz = sizes[0]
     out = {}
     for label, model in models.items():
         progress(f"cost: counting params and FLOPs of {label} at imgsz {imgsz}")
@@ -147,8 +153,30 @@ def measure(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: s
             "ema_params": own["params"],
             "ema_gflops": own["flops"] / 1e9,
             "imgsz": imgsz,
+            "latency": {},
         }
-    progress(f"cost: timing {', '.join(models)} interleaved on {device} ({warmup} warm-up + {runs} runs each, batch 1)")
-    for label, t in latency(models, imgsz, runs=runs, warmup=warmup, device=device).items():
-        out[label]["latency"] = {**t, "threads": torch.get_num_threads(), "device": str(torch_device(device))}
+    dev = torch_device(device)
+    threads = torch.get_num_threads()
+    for s in sizes:
+        progress(f"cost: timing {', '.join(models)} at {s}x{s}, interleaved ({warmup} warm-up + {runs} runs, batch 1)")
+        eager = latency(models, s, runs=runs, warmup=warmup, device=device)
+        ort_ = ort_latency(models, s, runs=runs, warmup=warmup, threads=threads) if dev.type == "cpu" else {}
+        for label in models:
+            entry = {"eager": {**eager[label], "threads": threads, "device": str(dev)}}
+            if label in ort_:
+                entry["onnxruntime"] = {**ort_[label], "threads": threads, "device": "cpu"}
+            out[label]["latency"][str(s)] = entry
     return out
+
+
+def ort_latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, threads: int = 1) -> dict:
+    """Interleaved batch-1 onnxruntime (CPU) timings of the fused eval models exported to ONNX at ``imgsz``."""
+    import tempfile
+
+    from yolo_ema.bench import timing
+
+    x = _input(imgsz)
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-onnx-") as tmp:
+        files = timing.onnx_files({k: eval_model(v) for k, v in models.items()}, x, tmp)
+        samples = timing.onnxruntime_latency(files, x, threads, repeats=runs, warmup=warmup)
+    return {k: timing.summary_ms(v) for k, v in samples.items()}

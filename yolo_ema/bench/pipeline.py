@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from yolo_ema.bench import atomic, data, report, runner
+from yolo_ema.bench import arms, bootstrap, data, evaluation, report, runner
+from yolo_ema.bench import jobs as jobs_
+from yolo_ema.bench.arms import DEFAULT_ARMS
+from yolo_ema.bench.jobs import default_jobs
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 SYNTHETIC_NOTE = (
-    "This is a CPU run on the embedded synthetic set: {model} and {ema} trained from scratch for {epochs} epochs on "
-    "{train} small images. It shows that the whole pipeline works (data generation and VisDrone-path preparation, "
-    "same-seed training, COCO/AI-TOD/VisDrone evaluation, params/FLOPs/latency, seed-spread verdicts). The models are "
-    "nowhere near converged, so the accuracy numbers say nothing about whether EMA helps; only the cost section "
-    "(params, FLOPs, and latency on this machine) carries over to real use. Judge EMA's accuracy with the real-data "
-    "recipes in scripts/ on a GPU."
+    "A CPU-sized run on the embedded synthetic set ({train} training images): the baseline {model} is pre-trained "
+    "once from scratch ({pre} epochs) and every model is fine-tuned from it for {epochs} epochs per seed (an arm's "
+    "added layers start fresh, the others take the pre-trained weights). The seeds vary the fine-tuning, not the "
+    "shared start. It answers the question for this small data and schedule only; judge EMA for your data with "
+    "your data (`--data PATH`) or the paper recipe in scripts/ on a GPU."
 )
 REAL_NOTE = (
-    "Differences marked inside the seed spread are not evidence either way; with {n} seed(s) only a difference "
-    "outside the spread on every seed is a result."
+    "With {n} seed(s), the seed range shows how much training noise there is; the verdicts come from the intervals."
 )
 
 
@@ -39,12 +39,15 @@ class Config:
 
     data: str = "synthetic"
     model: str = "yolov8n"
+    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS))
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 5
+    pretrain_epochs: int = 0
     imgsz: int = 256
     batch: int = 8
     device: str = "cpu"
     workers: int = 0
+    jobs: int | None = None
     out: Path = Path("runs/benchmark")
     weights: list | None = None
     pretrained: str | None = None
@@ -54,39 +57,15 @@ class Config:
     split: str = "val"
     protocol: str = "auto"
     val: bool = False
-    synthetic_images: int = 80
+    synthetic_images: int = 400
     synthetic_size: int = 256
     latency_runs: int = 30
     latency_warmup: int = 5
     threads: int | None = None  # torch CPU threads for latency (None: all cores); training uses Ultralytics' choice
-    extra: dict = field(default_factory=dict)
+    resamples: int = bootstrap.RESAMPLES
+    extra: dict = field(default_factory=dict)  # further Ultralytics train arguments of every model's run
+    pretrain_extra: dict = field(default_factory=dict)  # ... of the baseline's pre-training
     command: str | None = None
-
-
-def cfg_dir() -> Path:
-    """The shipped ``cfg/`` folder (inside the package, else next to it in a checkout)."""
-    import yolo_ema
-
-    pkg = Path(yolo_ema.__file__).resolve().parent
-    for p in (pkg / "cfg", pkg.parent / "cfg"):
-        if p.is_dir():
-            return p
-    raise BenchmarkError(f"cfg/ folder with the EMA model YAMLs not found in {pkg} or {pkg.parent}")
-
-
-def ema_cfg(model: str) -> str:
-    """``cfg/<model>-ema.yaml`` for a baseline name (scale letter resolved by Ultralytics, as in ``yolo train``)."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", model) or model.endswith((".yaml", ".pt")):
-        raise BenchmarkError(f"--model {model!r}: give a baseline name such as yolov8n, yolov8s-p2 or yolo11s")
-    folder = cfg_dir()
-    path = folder / f"{model}-ema.yaml"
-    unscaled = folder / (re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", f"{model}-ema") + ".yaml")
-    if not path.is_file() and not unscaled.is_file():
-        have = ", ".join(sorted(p.stem for p in folder.glob("*-ema.yaml")))
-        raise BenchmarkError(
-            f"--model {model}: no EMA variant {path.name} (nor {unscaled.name}) in {folder}; have {have}"
-        )
-    return str(path)
 
 
 class Log:
@@ -113,49 +92,26 @@ def resolve_data(cfg: Config, log: Callable) -> Path:
     return data.folder(Path(cfg.data), cfg.split)
 
 
-def plan(cfg: Config) -> list[Run]:
-    """Training runs, paired by seed: baseline then EMA for seed 0, then seed 1, ..."""
-    base, ema = f"{cfg.model}.yaml", ema_cfg(cfg.model)
-    return [Run(role, label, c, s) for s in cfg.seeds for role, label, c in
-            (("baseline", cfg.model, base), ("ema", f"{cfg.model}-ema", ema))]  # fmt: skip
+def plan(cfg: Config, models: dict) -> list[Run]:
+    """Training runs, paired by seed: for seed 0 the baseline then each arm, then seed 1, ..."""
+    roles = ["baseline"] + ["arm"] * (len(models) - 1)
+    return [Run(role, label, c, s) for s in cfg.seeds for role, (label, c) in zip(roles, models.items())]
 
 
 def _given(cfg: Config) -> list[dict]:
-    """Records for ``--weights BASE.pt EMA.pt`` (no training)."""
+    """Records for ``--weights BASE.pt ARM.pt ...`` (no training): the first is the baseline."""
     paths = [Path(w) for w in cfg.weights]
     for p in paths:
         if not p.is_file():
             raise BenchmarkError(f"--weights: {p} does not exist")
-    names = [p.stem for p in paths]
-    if names[0] == names[1]:
-        names = [p.parent.parent.name if p.parent.name == "weights" else p.parent.name for p in paths]
-    if names[0] == names[1]:
-        names = [f"baseline-{names[0]}", f"ema-{names[1]}"]
+    names = [p.parent.parent.name if p.parent.name == "weights" else p.stem for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{i}-{n}" for i, n in enumerate(names)]
+    roles = ["baseline"] + ["arm"] * (len(paths) - 1)
     return [
-        {"run": n, "role": r, "label": n, "cfg": str(p), "seed": None, "weights": str(p.resolve())}
-        for r, n, p in zip(("baseline", "ema"), names, paths)
+        {"run": n, "role": r, "label": n, "cfg": str(p), "seed": 0, "weights": str(p.resolve()), "status": "given"}
+        for r, n, p in zip(roles, names, paths)
     ]
-
-
-def _evaluate(rec: dict, prepared: Path, cfg: Config, folder: Path | None, log: Callable) -> dict:
-    """``yolo_ema.eval.evaluate`` of a run's weights, cached in its run folder (keyed on weights and settings)."""
-    from yolo_ema.eval import evaluate
-
-    w = Path(rec["weights"])
-    key = {"weights": str(w), "mtime": w.stat().st_mtime, "split": cfg.split, "imgsz": cfg.imgsz}
-    key.update({"protocol": cfg.protocol, "data": str(prepared)})
-    cache = folder / f"eval-{cfg.split}-{cfg.imgsz}.json" if folder else None
-    if cache is not None:
-        hit = atomic.read_json(cache)
-        if hit and hit.get("key") == key:
-            log(f"{rec['run']}: evaluation cached ({cache.name})")
-            return hit["result"]
-    log(f"{rec['run']}: evaluating {w.name} on {cfg.split} at imgsz {cfg.imgsz}")
-    res = evaluate(str(w), prepared, split=cfg.split, imgsz=cfg.imgsz, protocol=cfg.protocol, device=cfg.device)
-    res.pop("detections", None)
-    if cache is not None:
-        atomic.write_json(cache, {"key": key, "result": res})
-    return res
 
 
 def set_threads(threads: int | None) -> int:
@@ -169,13 +125,13 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
-def machine(device: str) -> str:
+def machine(device: str, jobs: int) -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
     n = os.cpu_count() or 1
-    text = f"{platform.system()} {cpu}, {n} CPU cores (CPU threads: training {max(1, min(8, n - 1))}, "
-    text += f"Ultralytics' choice; latency {torch.get_num_threads()})"
+    text = f"{platform.system()} {cpu}, {n} CPU cores (training: {jobs} run(s) at a time, "
+    text += f"{max(1, min(8, n - 1))} torch thread(s) each, Ultralytics' choice; latency {torch.get_num_threads()})"
     text += f", torch {torch.__version__}"
     if str(device) != "cpu" and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
@@ -188,76 +144,104 @@ def machine(device: str) -> str:
     return text + f", device {device}"
 
 
+def pretrain(cfg: Config, base_cfg: str, data_yaml: Path, out: Path, log: Callable, train_fn=None) -> str:
+    """Train the baseline once from scratch (seed 0, all cores) and return its weights: the arms' common start."""
+    settings = Settings(cfg.pretrain_epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, cfg.pretrained,
+                        cfg.val, dict(cfg.pretrain_extra), threads=os.cpu_count() if str(cfg.device) == "cpu" else None)  # fmt: skip
+    r = Run("pretrain", f"{cfg.model}-pretrain", base_cfg, 0)
+    log(f"{r.name}: pre-training the baseline ({cfg.pretrain_epochs} epochs, imgsz {cfg.imgsz}, device {cfg.device})")
+    t = time.perf_counter()
+    rec = runner.train_run(r, data_yaml, settings, out, train_fn=train_fn, log=log)
+    log(f"{r.name}: {rec['status']} in {time.perf_counter() - t:.0f} s -> {rec['weights']}")
+    return rec["weights"]
+
+
 def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = None) -> dict:
     """Run the whole benchmark; return {"report": paths, "results": results}."""
     log = log or Log()
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0 = time.perf_counter()
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.weights is not None and len(cfg.weights) != 2:
-        raise BenchmarkError(f"--weights takes exactly two files (BASE.pt EMA.pt), got {len(cfg.weights)}")
+    if cfg.weights is not None and len(cfg.weights) < 2:
+        raise BenchmarkError(
+            f"--weights takes the baseline and at least one arm (BASE.pt ARM.pt ...), got {cfg.weights}"
+        )
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise BenchmarkError(f"--seeds has duplicates: {cfg.seeds}")
+    models = arms.resolve(cfg.model, cfg.arms) if not cfg.weights else None
     prepared = resolve_data(cfg, log)
-    settings = Settings(cfg.epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, cfg.pretrained, cfg.val,
-                        dict(cfg.extra))  # fmt: skip
-    records = []
+    jobs = cfg.jobs or default_jobs(cfg.device)
+    ev = {"data": prepared, "split": cfg.split, "imgsz": cfg.imgsz, "protocol": cfg.protocol, "device": cfg.device}
+    ev_b = {k: ev[k] for k in ("data", "split", "imgsz", "protocol")}
+    start = cfg.pretrained
     if cfg.weights:
+        records = []
         for rec in _given(cfg):
-            log(f"{rec['run']}: given weights {rec['weights']}; Ultralytics val")
-            rec["val"] = runner.ultralytics_val(rec["weights"], prepared / "data.yaml", settings)
-            records.append((rec, None))
-        base_cfg, ema_cfg_ = (r["cfg"] for r, _ in records)
+            log(f"{rec['run']}: given weights {rec['weights']}")
+            rec["eval"] = evaluation.evaluate_run(rec, folder=None, log=log, **ev)
+            rec["bootstrap"] = evaluation.bootstrap_scores(rec, None, **ev_b, resamples=cfg.resamples, log=log)
+            rec["eval"].pop("detections")
+            records.append(rec)
+        seeds = [0]
     else:
-        runs = plan(cfg)
-        base_cfg, ema_cfg_ = runs[0].cfg, runs[1].cfg
-        for i, r in enumerate(runs, 1):
-            log(f"[{i}/{len(runs)}] {r.name}: training ({cfg.epochs} epochs, imgsz {cfg.imgsz}, device {cfg.device})")
-            t = time.perf_counter()
-            rec = runner.train_run(r, prepared / "data.yaml", settings, out, train_fn=train_fn, log=log)
-            if rec["status"] != "skipped":
-                log(f"[{i}/{len(runs)}] {r.name}: {rec['status']} in {time.perf_counter() - t:.0f} s")
-            records.append((rec, runner.run_dir(out, r)))
-    results_runs = []
-    for rec, folder in records:
-        results_runs.append({**rec, "eval": _evaluate(rec, prepared, cfg, folder, log)})
+        if cfg.pretrain_epochs:
+            start = pretrain(cfg, models[cfg.model], prepared / "data.yaml", out, log, train_fn)
+        settings = Settings(cfg.epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, start, cfg.val,
+                            dict(cfg.extra))  # fmt: skip
+        records = jobs_.run_all(plan(cfg, models), prepared / "data.yaml", settings, out,
+                                {**ev, "resamples": cfg.resamples}, jobs, log, train_fn)  # fmt: skip
+        seeds = list(cfg.seeds)
+    stats_ = paired_stats(records, cfg)
     from yolo_ema.bench import cost
 
     set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
-    first = {r["role"]: r for r in results_runs[::-1]}  # the first seed's weights of each role
-    models = {first[role]["label"]: first[role]["weights"] for role in ("baseline", "ema")}
-    costs = cost.measure(models, cfg.imgsz, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
+    first = {}
+    for r in records:
+        first.setdefault(r["label"], r["weights"])  # each model's first-seed weights
+    sizes = sorted({cfg.imgsz, 640})
+    costs = cost.measure(first, sizes, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
                          progress=log)  # fmt: skip
+    pictures = attention_picture(records, prepared, cfg, out, log)
     wall = time.perf_counter() - t0
     n_train = _train_images(prepared)
-    training = (
-        f"{cfg.epochs} epochs, imgsz {cfg.imgsz}, batch {cfg.batch}, deterministic, same seed and settings for both; "
-        f"{'pretrained ' + str(cfg.pretrained) if cfg.pretrained else 'from scratch'}; evaluated weights: best.pt"
-        + ("" if cfg.val else " (validation only after the last epoch, so best.pt is the last epoch)")
-    )
+    labels = list(first)
     if cfg.weights:
         training = "not trained here: given weights"
+    else:
+        training = (
+            f"{cfg.epochs} epochs, imgsz {cfg.imgsz}, batch {cfg.batch}, deterministic, same seed and settings for "
+            "every model; "
+            + (
+                f"fine-tuned from the baseline pre-trained here for {cfg.pretrain_epochs} epochs (seed 0)"
+                if cfg.pretrain_epochs
+                else (f"pretrained {start}" if start else "from scratch")
+            )  # fmt: skip
+            + "; evaluated weights: best.pt"
+            + ("" if cfg.val else " (validation only after the last epoch, so best.pt is the last epoch)")
+        )
     results = {
         "benchmark": {
             "data": cfg.data,
             "data_dir": str(prepared),
             "split": cfg.split,
-            "protocol": next((r["eval"].get("protocol") for r in results_runs), cfg.protocol),
-            "baseline": first["baseline"]["label"],
-            "ema": first["ema"]["label"],
-            "baseline_cfg": base_cfg,
-            "ema_cfg": ema_cfg_,
-            "seeds": [] if cfg.weights else list(cfg.seeds),
-            "settings": settings.as_dict(),
+            "protocol": next((r["eval"].get("protocol") for r in records), cfg.protocol),
+            "baseline": labels[0],
+            "arms": labels[1:],
+            "configs": {r["label"]: r["cfg"] for r in records},
+            "seeds": seeds,
             "training": training,
+            "pretrain_epochs": cfg.pretrain_epochs if not cfg.weights else 0,
             "train_images": n_train,
-            "machine": machine(cfg.device),
+            "machine": machine(cfg.device, jobs),
             "wall_seconds": round(wall, 1),
-            "cpu_seconds_main_process": round(time.process_time() - cpu0, 1),
             "wall_time": f"{wall / 60:.1f} min for this invocation (finished runs reused: "
-            f"{sum(r.get('status') == 'skipped' for r in results_runs)})",
+            f"{sum(r.get('status') == 'skipped' for r in records)})",
             "command": cfg.command,
         },
-        "runs": results_runs,
+        "runs": records,
+        "bootstrap": stats_,
         "cost": costs,
+        "pictures": pictures,
         "notes": _notes(cfg, n_train),
     }
     paths = report.write(results, out)
@@ -265,13 +249,49 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
     return {"report": paths, "results": results}
 
 
+def paired_stats(records: list[dict], cfg: Config) -> dict:
+    """Bootstrap intervals of each arm minus the baseline: {arm label: {"seeds", "per_seed": [...], "pooled": {...}}}.
+
+    Each record carries its scores on the shared draws (``rec["bootstrap"]``); they are popped from the records.
+    """
+    scores = {r["run"]: bootstrap.Scores.from_dict(r.pop("bootstrap")) for r in records}
+    base = [r for r in records if r["role"] == "baseline"]
+    out = {"method": bootstrap.METHOD.format(b=cfg.resamples), "resamples": cfg.resamples, "arms": {}}
+    for label in dict.fromkeys(r["label"] for r in records if r["role"] != "baseline"):
+        pairs, seeds = [], []
+        for b in base:
+            arm = next((r for r in records if r["label"] == label and r["seed"] == b["seed"]), None)
+            if arm is not None:
+                pairs.append((scores[b["run"]], scores[arm["run"]]))
+                seeds.append(b["seed"])
+        out["arms"][label] = {"seeds": seeds, **bootstrap.paired(pairs)}
+    return out
+
+
+def attention_picture(records: list[dict], prepared: Path, cfg: Config, out: Path, log: Callable) -> dict:
+    """attention.png: baseline and the first EMA arm's detections and EMA maps on a few validation images."""
+    from yolo_ema.bench import attention
+    from yolo_ema.bench.cost import ema_layers
+
+    base = next(r for r in records if r["role"] == "baseline")
+    for r in records:
+        if r["role"] != "baseline" and r["seed"] == base["seed"] and ema_layers(r["weights"]):
+            images = sorted((prepared / "images" / cfg.split).glob("*"))[:3]
+            if not images:
+                return {}
+            log(f"picture: EMA attention maps of {r['label']} on {len(images)} {cfg.split} images")
+            path = attention.picture(base["weights"], r["weights"], images, out / "attention.png", cfg.imgsz,
+                                     labels=(base["label"], r["label"]))  # fmt: skip
+            return {"attention": path.name, "arm": r["label"], "images": [p.name for p in images]}
+    return {}
+
+
 def _train_images(prepared: Path):
-    rep = atomic.read_json(prepared / "report.json") or {}
+    rep = evaluation.read_json(prepared / "report.json") or {}
     return (rep.get("splits", {}).get("train") or {}).get("images")
 
 
 def _notes(cfg: Config, n_train) -> list[str]:
-    if cfg.data == "synthetic":
-        ema = f"{cfg.model}-ema"
-        return [SYNTHETIC_NOTE.format(model=cfg.model, ema=ema, epochs=cfg.epochs, train=n_train or "a few")]
+    if cfg.data == "synthetic" and not cfg.weights:
+        return [SYNTHETIC_NOTE.format(model=cfg.model, epochs=cfg.epochs, pre=cfg.pretrain_epochs, train=n_train)]
     return [REAL_NOTE.format(n=len(cfg.seeds) if not cfg.weights else 1)]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from yolo_ema.bench import atomic
+from yolo_ema.bench.evaluation import read_json, write_json
 
 DONE = "done.json"
 
@@ -40,6 +40,7 @@ class Settings:
     pretrained: str | None = None
     val: bool = True  # validate every epoch (False: only after the last, so best.pt == last.pt)
     extra: dict = field(default_factory=dict)  # further Ultralytics train arguments
+    threads: int | None = None  # torch CPU threads while training (None: Ultralytics' choice, cores - 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +48,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Run:
-    """One training run: model ``label`` built from ``cfg`` with ``seed``; ``role`` is baseline or ema."""
+    """One training run: model ``label`` built from ``cfg`` with ``seed``; ``role``: pretrain, baseline or arm."""
 
     role: str
     label: str
@@ -89,12 +90,21 @@ def ultralytics_val(weights: str | os.PathLike, data_yaml: str | os.PathLike, se
     return _val_dict(metrics)
 
 
+def _threads(model, n: int | None) -> None:
+    """Train with ``n`` torch threads: set once Ultralytics has chosen its own (in ``select_device``)."""
+    if n:
+        import torch
+
+        model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(int(n)))
+
+
 def ultralytics_train(run: Run, data_yaml: Path, settings: Settings, folder: Path, resume_from: Path | None) -> dict:
     """Train (or resume) one run with Ultralytics in this process; return {weights, val}."""
     from ultralytics import YOLO
 
     if resume_from is not None:
         model = YOLO(str(resume_from))
+        _threads(model, settings.threads)
         metrics = model.train(resume=True, device=settings.device, workers=settings.workers)
     else:
         kwargs = dict(
@@ -116,6 +126,7 @@ def ultralytics_train(run: Run, data_yaml: Path, settings: Settings, folder: Pat
             kwargs["pretrained"] = str(settings.pretrained)
         kwargs.update(settings.extra)
         model = YOLO(run.cfg)
+        _threads(model, settings.threads)
         metrics = model.train(**kwargs)
     weights = folder / "weights" / "best.pt"
     if not weights.is_file():
@@ -140,7 +151,9 @@ def resumable(last: Path) -> bool:
 
 def _check_same(run: Run, marker: dict, settings: Settings, path: Path) -> None:
     want, got = settings.as_dict(), marker.get("settings", {})
-    diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k) and k not in ("device", "workers"))
+    diff = sorted(
+        k for k in set(want) | set(got) if want.get(k) != got.get(k) and k not in ("device", "workers", "threads")
+    )
     if diff or marker.get("cfg") != run.cfg:
         what = ", ".join(f"{k}: {got.get(k)!r} -> {want.get(k)!r}" for k in diff) or f"cfg {marker.get('cfg')!r}"
         raise BenchmarkError(
@@ -161,7 +174,7 @@ def train_run(
     """Make sure ``run`` is trained; return its record (the content of ``done.json``) plus ``status``."""
     folder = run_dir(out, run).resolve()  # absolute: Ultralytics puts a relative project under its runs_dir
     marker = folder / DONE
-    rec = atomic.read_json(marker)
+    rec = read_json(marker)
     if rec is not None:
         _check_same(run, rec, settings, marker)
         if Path(rec["weights"]).is_file():
@@ -193,5 +206,5 @@ def train_run(
         "weights": str(result["weights"]),
         "val": _val_dict(result.get("val")),
     }
-    atomic.write_json(marker, rec)
+    write_json(marker, rec)
     return {**rec, "status": status}

@@ -1,0 +1,55 @@
+"""The compared models: a baseline name (``yolov8n``) and arms; arm ``X`` is the shipped config ``<baseline>-X.yaml``.
+
+``ema`` is EMA in the neck, ``ema-paper`` the authors' placement (after the backbone blocks at stride 16 and 32,
+factor 32), and any other shipped variant (``cbam``, ``c2f-ema``, ...) works the same way. The config is found by
+name as ``yolo train model=yolov8n-ema.yaml`` finds it (the scale letter is Ultralytics' to resolve).
+"""
+
+from __future__ import annotations
+
+import re
+
+from yolo_ema.bench.runner import BenchmarkError
+
+DEFAULT_ARMS = ("ema", "ema-paper")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def unscaled(name: str) -> str:
+    """``yolov8n-ema.yaml`` -> ``yolov8-ema.yaml`` (the scale letter after the version digits dropped)."""
+    return re.sub(r"^(yolo(?:v\d+|\d+))[nslmxt](?=[-.])", r"\1", name)
+
+
+def arm_config(model: str, arm: str) -> str:
+    """The config path of ``arm`` for ``model`` (``yolov8n``, ``ema-paper`` -> ``.../cfg/yolov8n-ema-paper.yaml``).
+
+    The path keeps the scale letter; Ultralytics reads the scale from it and the file from the unscaled name.
+    """
+    for what, v in (("--model", model), ("--arms", arm)):
+        if not _NAME.fullmatch(v) or v.endswith((".yaml", ".pt")):
+            raise BenchmarkError(f"{what} {v!r}: give a bare name such as yolov8n / ema, ema-paper, cbam")
+    from yolo_ema.configs import config_dir, shipped_names
+
+    name = f"{model}-{arm}.yaml"
+    have = shipped_names()
+    if name not in have and unscaled(name) not in have:
+        family = unscaled(f"{model}.yaml")[: -len(".yaml")]
+        mine = [h[len(family) + 1 : -len(".yaml")] for h in have if h.startswith(family + "-")]
+        raise BenchmarkError(
+            f"--arms {arm}: no config {name} (nor {unscaled(name)}) shipped; arms for {model}: "
+            f"{', '.join(mine) or 'none'}"
+        )
+    return str(config_dir() / name)
+
+
+def resolve(model: str, arms) -> dict:
+    """{label: config} for the baseline and each arm, in order (``yolov8n``: ``yolov8n.yaml``, ...)."""
+    arms = list(arms)
+    if not arms:
+        raise BenchmarkError("--arms: give at least one arm (e.g. ema)")
+    if len(set(arms)) != len(arms):
+        raise BenchmarkError(f"--arms has duplicates: {arms}")
+    out = {model: f"{model}.yaml"}
+    for a in arms:
+        out[f"{model}-{a}"] = arm_config(model, a)
+    return out
