@@ -20,36 +20,48 @@ CATS = [{"id": 3, "name": "car"}, {"id": 7, "name": "person"}]  # non-contiguous
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """4 images 128x128 with filled rectangles, a COCO GT with one VisDrone-style ignored region."""
+# Class colours (BGR as cv2 draws them) on a grey background; each class is told apart by R - B in the RGB input.
+COLOURS = [(0, 220, 255), (255, 60, 0)]  # BGR; in the RGB input class 0 has R - B = 1, class 1 B - R = 1
+
+
+def draw_dataset(
+    root: Path, width: int, height: int, per_image: list[int], sides: tuple[int, int], ext: str, seed: int
+):
+    """Images of filled class-coloured rectangles (3 px apart and from the border) and their COCO GT; returns the GT."""
     import cv2
 
-    root = tmp_path_factory.mktemp("evalds")
     (root / "images" / "val").mkdir(parents=True)
     (root / "annotations").mkdir()
-    rng = np.random.default_rng(0)
-    gt = {"images": [], "annotations": [], "categories": CATS, "ignore_regions": []}
-    for i in range(4):
-        img = np.full((128, 128, 3), 90, np.uint8)
-        for _ in range(3):
-            w, h = (int(v) for v in rng.integers(4, 40, 2))
-            x, y = (int(v) for v in rng.integers(0, 88, 2))
+    rng = np.random.default_rng(seed)
+    gt = {"images": [], "annotations": [], "categories": CATS}
+    for i, n in enumerate(per_image):
+        img = np.full((height, width, 3), 90, np.uint8)
+        boxes = []
+        while len(boxes) < n:
+            w, h = (int(v) for v in rng.integers(sides[0], sides[1] + 1, 2))
+            x, y = int(rng.integers(3, width - w - 3)), int(rng.integers(3, height - h - 3))
+            if any(
+                x < bx + bw + 3 and bx < x + w + 3 and y < by + bh + 3 and by < y + h + 3 for bx, by, bw, bh in boxes
+            ):
+                continue  # keep rectangles apart: each is one object to find
+            boxes.append((x, y, w, h))
             c = int(rng.integers(0, 2))
-            cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), (255, 60, 0) if c else (0, 220, 255), -1)
+            img[y : y + h, x : x + w] = COLOURS[c]
             gt["annotations"].append(
-                {
-                    "id": len(gt["annotations"]) + 1,
-                    "image_id": i + 1,
-                    "category_id": CATS[c]["id"],
-                    "bbox": [x, y, w, h],
-                    "area": w * h,
-                    "iscrowd": 0,
-                }
-            )
-        cv2.imwrite(str(root / "images" / "val" / f"im{i}.jpg"), img)
-        gt["images"].append({"id": i + 1, "file_name": f"images/val/im{i}.jpg", "width": 128, "height": 128})
-    gt["ignore_regions"].append({"id": 1, "image_id": 1, "bbox": [0, 100, 128, 28], "source": "ignored_region"})
+                {"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": CATS[c]["id"],
+                 "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
+            )  # fmt: skip
+        cv2.imwrite(str(root / "images" / "val" / f"im{i}.{ext}"), img)
+        gt["images"].append({"id": i + 1, "file_name": f"images/val/im{i}.{ext}", "width": width, "height": height})
+    return gt
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """4 JPEG images 128x128 with 3 rectangles of 4-40 px each, a COCO GT with one VisDrone-style ignored region."""
+    root = tmp_path_factory.mktemp("evalds")
+    gt = draw_dataset(root, 128, 128, [3, 3, 3, 3], (4, 36), "jpg", seed=0)
+    gt["ignore_regions"] = [{"id": 1, "image_id": 1, "bbox": [0, 100, 128, 28], "source": "ignored_region"}]
     (root / "annotations" / "val.json").write_text(json.dumps(gt))
     return root
 
@@ -187,8 +199,6 @@ def test_cli_error_exit_code(tmp_path, capsys):
 
 # --- a model stand-in that sees the ground truth in its input ----------------------------------------------------------
 
-# Class colours (BGR as cv2 draws them) on a grey background; each class is told apart by R - B in the RGB input.
-COLOURS = [(0, 220, 255), (255, 60, 0)]  # BGR; in the RGB input class 0 has R - B = 1, class 1 B - R = 1
 W, H = 150, 60  # wide images: a letterbox to a square size scales them and pads top and bottom
 
 
@@ -242,33 +252,9 @@ def rectangle_finder():
 
 @pytest.fixture(scope="module")
 def rectangles(tmp_path_factory):
-    """4 PNG images 150x60, 3-4 rectangles of 8-14 px each, apart from each other and from the image border."""
-    import cv2
-
+    """4 PNG images 150x60 (exact colours), 3-4 rectangles of 8-14 px each."""
     root = tmp_path_factory.mktemp("rects")
-    (root / "images" / "val").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    rng = np.random.default_rng(3)
-    gt = {"images": [], "annotations": [], "categories": CATS}
-    for i in range(4):
-        img = np.full((H, W, 3), 90, np.uint8)
-        boxes = []
-        while len(boxes) < 3 + i % 2:
-            w, h = (int(v) for v in rng.integers(8, 15, 2))
-            x, y = int(rng.integers(3, W - w - 3)), int(rng.integers(3, H - h - 3))
-            if any(
-                x < bx + bw + 3 and bx < x + w + 3 and y < by + bh + 3 and by < y + h + 3 for bx, by, bw, bh in boxes
-            ):
-                continue  # keep 3 px between rectangles: the finder must see them apart
-            boxes.append((x, y, w, h))
-            c = int(rng.integers(0, 2))
-            img[y : y + h, x : x + w] = COLOURS[c]
-            gt["annotations"].append(
-                {"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": CATS[c]["id"],
-                 "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
-            )  # fmt: skip
-        cv2.imwrite(str(root / "images" / "val" / f"r{i}.png"), img)
-        gt["images"].append({"id": i + 1, "file_name": f"images/val/r{i}.png", "width": W, "height": H})
+    gt = draw_dataset(root, W, H, [3, 4, 3, 4], (8, 14), "png", seed=3)
     (root / "annotations" / "val.json").write_text(json.dumps(gt))
     return root
 

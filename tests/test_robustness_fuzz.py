@@ -95,8 +95,7 @@ def _check_output(ours: torch.nn.Module, shape: tuple, dtype: torch.dtype, seed:
     assert torch.isfinite(xg.grad).all() and all(torch.isfinite(p.grad).all() for p in ours.parameters())
 
 
-@SETTINGS
-@given(
+RANDOM_INPUTS = given(
     config=configs(),
     batch=st.integers(1, 3),
     h=st.integers(1, 9),
@@ -104,6 +103,10 @@ def _check_output(ours: torch.nn.Module, shape: tuple, dtype: torch.dtype, seed:
     dtype=DTYPES,
     seed=st.integers(0, 2**31 - 1),
 )
+
+
+@SETTINGS
+@RANDOM_INPUTS
 def test_ema_random_config(config, batch, h, w, dtype, seed):
     channels, factor = config
     if not _valid(channels, factor):
@@ -122,14 +125,7 @@ def _yaml_model(channels: int, factor_text: str):
 
 
 @SETTINGS
-@given(
-    config=configs(),
-    batch=st.integers(1, 3),
-    h=st.integers(1, 9),
-    w=st.integers(1, 9),
-    dtype=DTYPES,
-    seed=st.integers(0, 2**31 - 1),
-)
+@RANDOM_INPUTS
 def test_yaml_ema_row_random_config(config, batch, h, w, dtype, seed):
     """The factor goes through YAML text (bools as true/false) and Ultralytics' parse_model; the input channels are
     inferred from the graph (``ch`` of the model)."""

@@ -23,12 +23,9 @@ COUNTS = (
     "crowd",
     "boxes_clipped",
     "boxes_outside_image",
-    "malformed_rows",
-    "corrupt_images",
-    "annotations_without_image",
-    "images_without_annotations",
+    *layout.PROBLEMS,
 )
-LISTS = ("malformed_rows", "corrupt_images", "annotations_without_image", "images_without_annotations")
+LISTS = layout.PROBLEMS
 
 
 def _locate(source: Path, out: Path, entry: dict) -> tuple[Path, Path] | None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from yolo_ema.data import fsio
 
 REPORT = "report.json"
+# Problems every preparation reports by name (file:line or file: reason), and counts, in report.json
+PROBLEMS = ("malformed_rows", "corrupt_images", "annotations_without_image", "images_without_annotations")
 
 
 class PrepareError(RuntimeError):

@@ -25,12 +25,9 @@ COUNTS = (
     "score0",
     "boxes_clipped",
     "boxes_outside_image",
-    "malformed_rows",
-    "corrupt_images",
-    "annotations_without_image",
-    "images_without_annotations",
+    *layout.PROBLEMS,
 )
-LISTS = ("malformed_rows", "corrupt_images", "annotations_without_image", "images_without_annotations")
+LISTS = layout.PROBLEMS
 
 
 def find_splits(source: Path, out: Path, splits=None) -> dict[str, Path]:
