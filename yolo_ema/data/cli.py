@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="folder to write the VisDrone-format source tree to")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
-    p.add_argument("--images", type=int, default=None, help="images in total, 75%% train / 20%% val / rest test")
-    p.add_argument("--size", type=_size, default=None, help="image size N (square) or WxH (default 640)")
+    p.add_argument("--images", type=int, default=None, help="images in total (default: datasets.yaml)")
+    p.add_argument("--size", type=_size, default=None, help="image size N (square) or WxH (default: datasets.yaml)")
     for name, what in (("visdrone", "VisDrone2019-DET folders or zips"), ("coco", "COCO 2017 instances JSON + images")):
         p = sub.add_parser(name, help=f"prepare {what}", description=f"Prepare {what} for training and evaluation.")
         p.add_argument("--source", type=Path, default=None, help=f"folder holding the {what} (never modified)")
