@@ -42,6 +42,22 @@ def arm_config(model: str, arm: str) -> str:
     return str(config_dir() / name)
 
 
+def baseline_config(model: str) -> str:
+    """The baseline's config: a shipped one (``yolov5-p2.yaml``) or Ultralytics' own (``yolov8n.yaml``)."""
+    from yolo_ema.configs import config_dir, shipped_names
+
+    name = f"{model}.yaml"
+    if unscaled(name) in shipped_names():
+        return str(config_dir() / name)
+    from ultralytics.utils.checks import check_yaml
+
+    try:
+        check_yaml(unscaled(name), hard=True)
+    except FileNotFoundError:
+        raise BenchmarkError(f"--model {model}: no baseline config {name} in Ultralytics or yolo-ema") from None
+    return name
+
+
 def resolve(model: str, arms) -> dict:
     """{label: config} for the baseline and each arm, in order (``yolov8n``: ``yolov8n.yaml``, ...)."""
     arms = list(arms)
@@ -49,7 +65,7 @@ def resolve(model: str, arms) -> dict:
         raise BenchmarkError("--arms: give at least one arm (e.g. ema)")
     if len(set(arms)) != len(arms):
         raise BenchmarkError(f"--arms has duplicates: {arms}")
-    out = {model: f"{model}.yaml"}
+    out = {model: baseline_config(model)}
     for a in arms:
         out[f"{model}-{a}"] = arm_config(model, a)
     return out
