@@ -28,9 +28,9 @@ def run(cmd: str | list, env_extra: dict | None = None, cwd=None, timeout=600) -
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_data):
-    """`yolo train model=cfg/yolov8n-ema.yaml` for one epoch; returns the run folder."""
+    """`yolo train model=yolov8n-ema.yaml` (by bare name, in a folder without it) for one epoch; returns the run folder."""
     project = tmp_path_factory.mktemp("runs")
-    run(f"train model={CFG / 'yolov8n-ema.yaml'} data={tiny_data} epochs=1 project={project} name=ema {COMMON}")
+    run(f"train model=yolov8n-ema.yaml data={tiny_data} epochs=1 project={project} name=ema {COMMON}", cwd=project)
     return project / "ema"
 
 
@@ -43,6 +43,8 @@ def test_val_and_predict_in_fresh_processes(trained, tiny_data, tmp_path):
     best = trained / "weights" / "best.pt"
     r = run(f"val model={best} data={tiny_data} {COMMON} project={tmp_path} name=val")
     assert "all" in r.stdout + r.stderr
+    r = run(f"val model=yolo11n-cbam.yaml data={tiny_data} {COMMON} project={tmp_path} name=val2", cwd=tmp_path)
+    assert "YOLO11n-cbam summary" in r.stdout + r.stderr  # by bare name, an attention config
     src = tiny_data.parent / "images" / "val"
     r = run(f"predict model={best} source={src} imgsz=64 device=cpu save=False project={tmp_path} name=pred")
     assert (r.stdout + r.stderr).count("64x64") >= 4  # one line per image
@@ -65,8 +67,8 @@ def test_pretrained_baseline_transfers_into_ema_training(tmp_path, tiny_data):
     base = tmp_path / "yolov8n-base.pt"
     run([sys.executable, "-c", f"from ultralytics import YOLO; YOLO('yolov8n.yaml').save({str(base)!r})"])
     r = run(
-        f"train model={CFG / 'yolov8n-ema.yaml'} pretrained={base} data={tiny_data} epochs=1 "
-        f"project={tmp_path} name=ft {COMMON}"
+        f"train model=yolov8n-ema.yaml pretrained={base} data={tiny_data} epochs=1 project={tmp_path} name=ft {COMMON}",
+        cwd=tmp_path,
     )
     out = r.stdout + r.stderr
     assert "across 3 inserted EMA layers [16, 20, 24]" in out
@@ -97,7 +99,7 @@ def test_resume_from_last_pt(tmp_path, tiny_data):
 
 
 def test_new_user_chain_synthetic_prepare_train(tmp_path):
-    """`yolo-ema prepare synthetic` -> `yolo-ema prepare visdrone` -> `yolo train model=cfg/yolov8n-ema.yaml`."""
+    """`yolo-ema prepare synthetic` -> `yolo-ema prepare visdrone` -> `yolo train model=yolov8n-ema.yaml`."""
     yolo_ema = shutil.which("yolo-ema") or str(Path(sys.executable).parent / "yolo-ema")
     src, out = tmp_path / "src", tmp_path / "prepared"
     run([yolo_ema, "prepare", "synthetic", "--out", str(src), "--images", "12", "--size", "128", "--no-progress"])
@@ -105,8 +107,9 @@ def test_new_user_chain_synthetic_prepare_train(tmp_path):
     data = out / "data.yaml"
     assert data.exists() and (out / "annotations" / "val.json").exists()
     r = run(
-        f"train model={CFG / 'yolov8n-ema.yaml'} data={data} epochs=1 imgsz=128 batch=4 workers=0 device=cpu "
-        f"plots=False amp=False project={tmp_path} name=chain exist_ok=True"
+        f"train model=yolov8n-ema.yaml data={data} epochs=1 imgsz=128 batch=4 workers=0 device=cpu "
+        f"plots=False amp=False project={tmp_path} name=chain exist_ok=True",
+        cwd=tmp_path,
     )
     assert "EMA" in r.stdout + r.stderr  # the model summary lists the EMA rows
     assert (tmp_path / "chain" / "weights" / "best.pt").exists()
