@@ -176,7 +176,7 @@ def test_baseline_checkpoint_loads_unchanged(name, baseline, tmp_path):
     ckpt = tmp_path / "baseline.pt"
     YOLO(baseline).save(ckpt)
     src = torch.load(ckpt, weights_only=False)["model"].float().state_dict()
-    model = YOLO(str(config_dir() / name))
+    model = YOLO(name)  # the bare name, as users type it
     assert model.model.yaml["head"][2][2].endswith("_EMA")  # the model keeps the variant's name
     fresh = {k: v.clone() for k, v in model.model.state_dict().items() if ".ema." in k}
     model.load(str(ckpt))

@@ -25,7 +25,8 @@ SIZE = 64  # px, generated images
 
 
 def _cfg(family: str, suffix: str, scale: str = "n") -> str:
-    return str(config_dir() / f"{family}{scale}-{suffix}-ema.yaml")
+    """The name users type (found by the plugin from any folder): ``yolov8n-seg-ema.yaml``."""
+    return f"{family}{scale}-{suffix}-ema.yaml"
 
 
 def _baseline(family: str, suffix: str) -> Path:
