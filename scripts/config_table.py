@@ -1,60 +1,68 @@
-"""Params and GFLOPs of every cfg/ EMA model vs its Ultralytics baseline (markdown table for the README).
+"""Params and GFLOPs of every shipped config beside its Ultralytics baseline (markdown table for the README).
 
-GFLOPs are counted two ways at the given image size: Ultralytics' ``model.info()`` counter (thop module hooks,
-which sees only submodule calls) and ``torch.utils.flop_counter.FlopCounterMode`` (every aten op, so it also sees the
-functional parts of a forward). Both count multiply-adds x2 (GFLOPs), batch 1.
+Each config is built by the name users type (``yolov8s-cbam-paper.yaml``) and its baseline by Ultralytics' own name
+(``yolov8s.yaml``). Counters are the package's own (``yolo_ema.bench.cost``): parameters of the model as trained;
+GFLOPs of the fused eval model, batch 1, with ``torch.utils.flop_counter.FlopCounterMode`` (every ATen matmul and
+convolution, functional calls included; elementwise ops not counted) and Ultralytics' thop count (``model.info()``,
+module hooks only). Classification configs are measured at 224, as Ultralytics trains them.
 
     YOLO_OFFLINE=1 python scripts/config_table.py --imgsz 640 --scales n s
+    YOLO_OFFLINE=1 python scripts/config_table.py --only 'yolov8-*' --scales s
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
-from pathlib import Path
+import re
+from pathlib import PurePosixPath
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-from ultralytics.nn.tasks import DetectionModel  # noqa: E402
-from ultralytics.utils.torch_utils import get_flops  # noqa: E402
-
-CFG = Path(__file__).resolve().parents[1] / "cfg"
-FAMILIES = [  # (EMA config with {s}, baseline with {s})
-    ("yolov5{s}-ema.yaml", "yolov5{s}.yaml"),
-    ("yolov8{s}-ema.yaml", "yolov8{s}.yaml"),
-    ("yolov8{s}-p2-ema.yaml", "yolov8{s}-p2.yaml"),
-    ("yolo11{s}-ema.yaml", "yolo11{s}.yaml"),
-    ("yolo26{s}-ema.yaml", "yolo26{s}.yaml"),
-]
+from yolo_ema.bench.cost import count_params, model_flops, thop_gflops  # noqa: E402
+from yolo_ema.configs import shipped_specs  # noqa: E402
 
 
-def measure(cfg: str, imgsz: int) -> tuple[float, float, float]:
-    """(params in millions, thop GFLOPs, flop-counter GFLOPs) of a fused, eval-mode model at imgsz."""
-    model = DetectionModel(cfg, verbose=False).fuse(verbose=False).eval()
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    thop = get_flops(model, imgsz)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, 3, imgsz, imgsz))
-    return params, thop, counter.get_total_flops() / 1e9
+def typed(name: str, scale: str) -> str:
+    """yolov8-ema.yaml -> yolov8s-ema.yaml (Ultralytics' rule: the scale letter follows the version digits)."""
+    return re.sub(r"^(yolov?\d+)", rf"\g<1>{scale}", name)
+
+
+def measure(name: str, imgsz: int) -> tuple[float, float, float | None]:
+    """(params in millions, flop-counter GFLOPs, thop GFLOPs) of the model Ultralytics builds for ``name``."""
+    from ultralytics import YOLO
+
+    model = YOLO(name, verbose=False).model
+    thop = thop_gflops(model, imgsz)
+    return count_params(model) / 1e6, model_flops(model, imgsz) / 1e9, thop
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--imgsz", type=int, default=640)
-    ap.add_argument("--scales", nargs="+", default=list("nsmlx"))
+    ap.add_argument("--scales", nargs="+", default=["n", "s"])
+    ap.add_argument("--only", default="*", help="shell pattern over config file names, e.g. 'yolov8-*'")
     args = ap.parse_args(argv)
-    print(f"| model @{args.imgsz} | params (M) | vs baseline | GFLOPs (thop) | GFLOPs (flop counter) | vs baseline |")
-    print("|---|---|---|---|---|---|")
-    for ema, base in FAMILIES:
+    base_cache: dict = {}
+    print(
+        "| model | imgsz | params (M) | params vs baseline | GFLOPs (flop counter) | vs baseline | GFLOPs (thop) |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    for spec in shipped_specs():
+        if not fnmatch.fnmatch(spec.name, args.only):
+            continue
+        imgsz = 224 if "-cls-" in spec.name else args.imgsz
         for s in args.scales:
-            pe, te, fe = measure(str(CFG / ema.format(s=s)), args.imgsz)
-            pb, tb, fb = measure(base.format(s=s), args.imgsz)
+            name, base = typed(spec.name, s), typed(PurePosixPath(spec.baseline).name, s)
+            p, f, t = measure(name, imgsz)
+            if (base, imgsz) not in base_cache:
+                base_cache[base, imgsz] = measure(base, imgsz)
+            pb, fb, _ = base_cache[base, imgsz]
+            thop = f"{t:.2f}" if t is not None else "n/a"
             print(
-                f"| {ema.format(s=s).replace('.yaml', '')} | {pe:.3f} | +{(pe - pb) * 1e3:.1f}k ({(pe / pb - 1) * 100:+.2f}%) "
-                f"| {te:.2f} (base {tb:.2f}) | {fe:.2f} | base {fb:.2f} ({(fe / fb - 1) * 100:+.2f}%) |",
+                f"| {name[:-5]} | {imgsz} | {p:.3f} | {(p - pb) * 1e3:+.1f}k ({(p / pb - 1) * 100:+.2f}%) vs {base[:-5]} "
+                f"| {f:.2f} | {(f / fb - 1) * 100:+.2f}% (base {fb:.2f}) | {thop} |",
                 flush=True,
             )
     return 0
