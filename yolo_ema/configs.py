@@ -211,7 +211,9 @@ def _insert(lines: list, inserts: dict, head_reads: str, where: str, head_first=
         if not isinstance(f, int) or isinstance(f, bool):
             raise ConfigError(f"{where}: row {at}: 'from' entry {f!r} is not a layer index")
         if f < 0:
-            if f == -1 and old is None:
+            if old is None:  # an inserted row
+                if f != -1:
+                    raise ConfigError(f"{where}: inserted row {at}: 'from' {f}: use -1, a baseline index or '@j'")
                 return -1
             base = (old if old is not None else -1) + f  # the baseline row it names
             if base == -1 and at == 0:
@@ -226,14 +228,12 @@ def _insert(lines: list, inserts: dict, head_reads: str, where: str, head_first=
     def reindex(r: Row, at: int, block: list) -> Row:
         fs = r.f if isinstance(r.f, list) else [r.f]
         new = [ref(f, at, r.old, block) for f in fs]
-        if r.old == head and head_first is not None:
-            new = [ref(head_first, at, None, block_of_first)] + new
+        if r.old == head and head_first is not None:  # "@k" of the (single) insertion
+            new = [ref(head_first, at, None, block_new[next(iter(inserts))])] + new
         return replace(r, f=new if isinstance(r.f, list) else new[0])
 
-    block_of_first = []
-    for k, items in inserts.items():
-        if head_first is not None and any(isinstance(x, Row) for x in items):
-            block_of_first = block_new[k]
+    if head_first is not None and len(inserts) != 1:
+        raise ConfigError(f"{where}: a new head input needs exactly one insertion, got {len(inserts)}")
     out = []
     for item in lines:
         if not isinstance(item, Row):
@@ -514,7 +514,7 @@ def in_block_specs() -> list:
 
 
 def shipped_specs() -> list:
-    """Every config shipped in ``yolo_ema/cfg`` (the TASKS and in-block configs add theirs here)."""
+    """Every config shipped in ``yolo_ema/cfg``: detection families x plugin layers x placements, tasks, in-block."""
     specs = []
     for family, (baseline, title) in FAMILIES.items():
         for layer in ("EMA", *(a for a in LAYERS if a != "EMA")):
