@@ -43,7 +43,7 @@ esac
 if [[ "${SMOKE:-0}" == 1 ]]; then
   : "${OUT:=runs/paper_${DATASET}_smoke}"
   MODEL=yolov8n SEEDS=0 EPOCHS=1 IMGSZ=64 BATCH=4 DEVICE=cpu WORKERS=0 SLICE=48 EXPORT_FORMAT=torchscript
-  DATA_DIR="$OUT/data/synthetic" EXTRA=(--latency-runs 1 --latency-warmup 0 --resamples 50)
+  DATA_DIR="$OUT/data/synthetic" EXTRA=(--latency-sizes 64 --latency-runs 1 --latency-warmup 0 --resamples 50)
   echo "=== prepare: synthetic VisDrone-format set -> $DATA_DIR ==="
   yolo-ema prepare synthetic --out "$OUT/data/synthetic-src" --images 16 --size 96 --no-progress
   yolo-ema prepare visdrone --source "$OUT/data/synthetic-src" --out "$DATA_DIR" --no-progress

@@ -13,7 +13,7 @@ import pytest
 
 TINY = ["--synthetic-images", "12", "--synthetic-size", "96", "--imgsz", "64", "--epochs", "3", "--seeds", "0"]
 TINY += ["--pretrain-epochs", "1", "--arms", "ema", "--batch", "4", "--jobs", "2", "--resamples", "20"]
-TINY += ["--latency-runs", "1", "--latency-warmup", "0"]
+TINY += ["--latency-sizes", "64", "96", "--latency-runs", "1", "--latency-warmup", "0"]
 
 # `yolo-ema benchmark` with one extra Ultralytics default callback. Spawned training workers import this file as
 # their main module, so the callback is in every process. In the run named by KILL_RUN, at the end of the first batch

@@ -21,7 +21,7 @@ from yolo_ema.data.synthetic import DEFAULT_IMAGES, DEFAULT_SIZE
 # every model and seed) within ~15 min on a quiet 2-core CPU; "synthetic-gpu" is what --device 0 turns it into.
 FAST = dict(nbs=16, optimizer="AdamW", lr0=0.002)  # an optimizer step per batch of 16: enough steps on 300 images
 PRESETS = {
-    "synthetic": dict(epochs=4, pretrain_epochs=10, imgsz=DEFAULT_SIZE, batch=16, device="cpu", workers=0, val=False,
+    "synthetic": dict(epochs=4, pretrain_epochs=6, imgsz=DEFAULT_SIZE, batch=16, device="cpu", workers=0, val=False,
                       synthetic_images=DEFAULT_IMAGES, synthetic_size=DEFAULT_SIZE,
                       extra=dict(FAST, warmup_epochs=0), pretrain_extra=dict(FAST, warmup_epochs=1)),
     "synthetic-gpu": dict(epochs=30, pretrain_epochs=60, imgsz=640, batch=32, device="0", workers=8, val=False,
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs per model and seed (synthetic 4, visdrone 200)")
     p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="pre-train the baseline once for this many epochs; every model is fine-tuned from it "
-                   "(synthetic 20; 0: train each model from scratch or --pretrained)")  # fmt: skip
+                   "(synthetic 6; 0: train each model from scratch or --pretrained)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=None, help="runs trained at once (CPU: cores // training threads)")
     p.add_argument("--imgsz", type=int, default=None, help="train/eval image size (synthetic 256, else 640)")
     p.add_argument("--batch", type=int, default=None, help="batch size (synthetic 16, visdrone 16, coco 32)")
@@ -67,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-size", type=int, default=None,
                    help=f"synthetic image side in px ({DEFAULT_SIZE}; 640 on a GPU)")  # fmt: skip
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the validation images (1000)")
+    p.add_argument("--latency-sizes", type=int, nargs="+", default=None,
+                   help="image sizes of the latency timing (default: --imgsz and 640)")  # fmt: skip
     p.add_argument("--latency-runs", type=int, default=30, help="timed forward passes per model (30)")
     p.add_argument("--latency-warmup", type=int, default=5, help="untimed warm-up passes per model (5)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the latency timing (all cores)")
@@ -120,6 +122,7 @@ def config_from_args(args: argparse.Namespace):
         split=args.split,
         protocol=args.protocol,
         jobs=args.jobs,
+        latency_sizes=args.latency_sizes,
         latency_runs=args.latency_runs,
         latency_warmup=args.latency_warmup,
         threads=args.threads,

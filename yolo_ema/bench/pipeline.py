@@ -1,8 +1,10 @@
-"""The benchmark from start to report: data -> train both models per seed -> evaluate -> cost -> report.
+"""The benchmark from start to report: data -> (pre-train) -> train and evaluate every model per seed -> paired
+bootstrap -> cost -> attention picture -> report.
 
 Everything lands in OUT (default ``runs/benchmark``): ``runs/<label>-seed<k>/`` (training, ``done.json``, cached
-evaluations), ``report.md``, ``report.json``, ``plot.png``. Re-running the same command resumes: finished runs and
-evaluations are reused, an interrupted training is resumed.
+evaluation, detections and bootstrap scores), ``logs/<run>.log``, ``report.md``, ``report.json``, ``plot.png``,
+``attention.png``. Re-running the same command resumes: finished runs, evaluations and scores are reused, an
+interrupted training is resumed from its ``last.pt``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Config:
     val: bool = False
     synthetic_images: int = 400
     synthetic_size: int = 256
+    latency_sizes: list | None = None  # None: imgsz and 640
     latency_runs: int = 30
     latency_warmup: int = 5
     threads: int | None = None  # torch CPU threads for latency (None: all cores); training uses Ultralytics' choice
@@ -198,7 +201,7 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
     first = {}
     for r in records:
         first.setdefault(r["label"], r["weights"])  # each model's first-seed weights
-    sizes = sorted({cfg.imgsz, 640})
+    sizes = list(dict.fromkeys(cfg.latency_sizes or [cfg.imgsz, 640]))
     costs = cost.measure(first, sizes, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
                          progress=log)  # fmt: skip
     pictures = attention_picture(records, prepared, cfg, out, log)
