@@ -190,19 +190,27 @@ def test_baseline_checkpoint_loads_unchanged(name, baseline, tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_loads_safely_in_a_fresh_process_and_exports_dynamic_onnx(tmp_path):
-    """``yolo export`` in a new interpreter (no yolo_ema import, restricted loading) reads the checkpoint."""
-    from ultralytics import YOLO
-
-    torch.manual_seed(0)
-    pt = tmp_path / "c2f-ema.pt"
-    YOLO(str(config_dir() / "yolov8n-c2f-ema.yaml")).save(pt)
+def test_trains_and_exports_through_the_yolo_cli_in_fresh_processes(tiny_data, tmp_path):
+    """``yolo train model=yolov8n-c2f-ema.yaml`` then ``yolo export`` of its checkpoint, each a new interpreter that never
+    imports yolo_ema itself, under restricted (safe) checkpoint loading; the dynamic ONNX matches PyTorch."""
     env = {**os.environ, "ULTRALYTICS_SAFE_LOAD": "1", "YOLO_OFFLINE": "1"}
-    yolo = Path(sys.executable).with_name("yolo")
-    cmd = [str(yolo), "export", f"model={pt}", "format=onnx", "dynamic=True", "imgsz=64"]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    yolo = str(Path(sys.executable).with_name("yolo"))
+
+    def run(*args):
+        done = subprocess.run([yolo, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    run(
+        "train", "model=yolov8n-c2f-ema.yaml", f"data={tiny_data}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
+        "device=cpu", "amp=False", "plots=False", f"project={tmp_path}", "name=run",
+    )  # fmt: skip
+    pt = tmp_path / "run" / "weights" / "best.pt"
+    model = torch.load(pt, weights_only=False)["model"]
+    blocks = [m for m in model.model if isinstance(m, C2f_EMA)]
+    assert [m.i for m in blocks] == [12, 15, 18, 21] and all(isinstance(b.m[0], BottleneckEMA) for b in blocks)
+    assert model.yaml["head"][2][2] == "C2f_EMA"
+
+    run("export", f"model={pt}", "format=onnx", "dynamic=True", "imgsz=64")
     onnx_file = pt.with_suffix(".onnx")
-    assert onnx_file.is_file()
     errors = onnx_parity(pt, str(onnx_file), ((1, 3, 64, 64), (2, 3, 96, 128)))
     assert max(max(e) for e in errors) < 1e-4, errors
