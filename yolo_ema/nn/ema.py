@@ -146,11 +146,14 @@ def _window(d: int, src: bool) -> slice:
 
 def _shift_sum_(u: torch.Tensor) -> torch.Tensor:
     """Eager :func:`shift_sum`, adding each tap into its valid window of the output in place (no padded copy; a
-    strided reduction over the nine windows is several times slower on CPU)."""
+    strided reduction over the nine windows is several times slower on CPU). ``add_`` on the window view, not
+    ``+=`` on an index, which would copy the window back onto itself."""
     out = u[:, 4:5].clone()  # (N, 1, H, W)
     for k, (di, dj) in enumerate(_TAPS):
         if k != 4:
-            out[:, :, _window(di, False), _window(dj, False)] += u[:, k : k + 1, _window(di, True), _window(dj, True)]
+            out[:, :, _window(di, False), _window(dj, False)].add_(
+                u[:, k : k + 1, _window(di, True), _window(dj, True)]
+            )
     return out
 
 
@@ -248,6 +251,15 @@ def _attention_fast(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: flo
     att.baddbmm_((s2 * gamma).mul_(rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - const
     const = torch.addmv(torch.dot(s1, b3), s2, beta)  # (N,) s2 . beta + s1 . b3
     return att.view(n, 1, h, w).add_(const.view(n, 1, 1, 1)).sigmoid_()  # (N, 1, H, W)
+
+
+SERIAL_NUMEL = 1 << 17  # eager inference on fewer input elements runs on one intra-op thread (CPU)
+
+
+@functools.cache
+def _openmp() -> bool:
+    """True when ATen's intra-op pool is OpenMP, where the thread count can change between calls at no cost."""
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -379,8 +391,15 @@ class EMA(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
             return _EMAFunction.apply(x, self.groups, eps, *params)
         gx = x.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
-        att = _attention_fast(gx, params, eps)  # (BG, 1, H, W), nothing derived from the parameters is kept
-        return (gx * att).view(b, c, h, w)
+        threads = torch.get_num_threads()
+        if threads == 1 or x.numel() >= SERIAL_NUMEL or x.device.type != "cpu" or not _openmp():
+            att = _attention_fast(gx, params, eps)  # (BG, 1, H, W), nothing derived from the parameters is kept
+            return (gx * att).view(b, c, h, w)
+        torch.set_num_threads(1)  # small input: ~40 tiny kernels, each thread hand-off costs more than it saves
+        try:
+            return (gx * _attention_fast(gx, params, eps)).view(b, c, h, w)
+        finally:
+            torch.set_num_threads(threads)
 
     def _forward_functional(self, x: torch.Tensor) -> torch.Tensor:
         """Same algebra as the eager paths, out of place and without custom autograd: for tracing, ONNX export and
