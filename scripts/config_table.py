@@ -19,6 +19,7 @@ import re
 from pathlib import PurePosixPath
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")  # the table only
 
 from yolo_ema.bench.cost import count_params, model_flops, thop_gflops  # noqa: E402
 from yolo_ema.configs import shipped_specs  # noqa: E402
@@ -29,13 +30,13 @@ def typed(name: str, scale: str) -> str:
     return re.sub(r"^(yolov?\d+)", rf"\g<1>{scale}", name)
 
 
-def measure(name: str, imgsz: int) -> tuple[float, float, float | None]:
-    """(params in millions, flop-counter GFLOPs, thop GFLOPs) of the model Ultralytics builds for ``name``."""
+def measure(name: str, imgsz: int) -> tuple[int, float, float | None]:
+    """(params, flop-counter GFLOPs, thop GFLOPs) of the model Ultralytics builds for ``name``."""
     from ultralytics import YOLO
 
     model = YOLO(name, verbose=False).model
     thop = thop_gflops(model, imgsz)
-    return count_params(model) / 1e6, model_flops(model, imgsz) / 1e9, thop
+    return count_params(model), model_flops(model, imgsz) / 1e9, thop
 
 
 def main(argv=None) -> int:
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
             pb, fb, _ = base_cache[base, imgsz]
             thop = f"{t:.2f}" if t is not None else "n/a"
             print(
-                f"| {name[:-5]} | {imgsz} | {p:.3f} | {(p - pb) * 1e3:+.1f}k ({(p / pb - 1) * 100:+.2f}%) vs {base[:-5]} "
+                f"| {name[:-5]} | {imgsz} | {p / 1e6:.3f} | {p - pb:+,} ({(p / pb - 1) * 100:+.2f}%) vs {base[:-5]} "
                 f"| {f:.2f} | {(f / fb - 1) * 100:+.2f}% (base {fb:.2f}) | {thop} |",
                 flush=True,
             )
