@@ -76,7 +76,6 @@ FAMILIES = {  # family -> (Ultralytics baseline under cfg/models, title)
     "yolo11": ("11/yolo11.yaml", "YOLO11"),
     "yolo26": ("26/yolo26.yaml", "YOLO26"),
 }
-ATTENTIONS = ("se", "cbam", "ca", "eca", "sa", "simam")
 
 
 class ConfigError(ValueError):
