@@ -86,10 +86,8 @@ def test_benchmark_killed_in_training_resumes_and_reports(tmp_path, capsys):
     )
     c = rep["cost"]
     assert c["yolov8n-ema"]["params"] - c["yolov8n"]["params"] == c["yolov8n-ema"]["ema_params"] > 0
-    assert set(c["yolov8n"]["latency"]) == {"64", "640"} and set(c["yolov8n"]["latency"]["640"]) == {
-        "eager",
-        "onnxruntime",
-    }
+    lat = c["yolov8n"]["latency"]
+    assert set(lat) == {"64", "96"} and set(lat["96"]) == {"eager", "onnxruntime"}
     md = (out / "report.md").read_text()
     assert md.splitlines()[2].startswith("- **yolov8n-ema** vs yolov8n (one seed): COCO AP50 **")
     assert md.splitlines()[0] in capsys.readouterr().out
@@ -109,3 +107,27 @@ def test_cli_errors_name_the_culprit(tmp_path, capsys):
     assert "--epochs must be >= 1" in capsys.readouterr().err
     assert main(["benchmark", "--seeds", "1", "1", "--out", str(tmp_path)]) == 2
     assert "duplicates" in capsys.readouterr().err
+
+
+def test_presets_cpu_default_and_gpu_scale_up():
+    import argparse
+
+    from yolo_ema.bench import cli
+    from yolo_ema.bench.jobs import default_jobs
+    from yolo_ema.data import synthetic
+
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    cpu = cli.config_from_args(p.parse_args([]))
+    assert (cpu.synthetic_images, cpu.synthetic_size, cpu.imgsz) == (
+        synthetic.DEFAULT_IMAGES,
+        synthetic.DEFAULT_SIZE,
+        256,
+    )
+    assert cpu.arms == ["ema", "ema-paper"] and cpu.seeds == [0, 1, 2] and cpu.pretrain_epochs > 0
+    assert cpu.device == "cpu" and cpu.resamples >= 1000
+    gpu = cli.config_from_args(p.parse_args(["--device", "0"]))
+    assert gpu.device == "0" and gpu.imgsz == 640 and gpu.synthetic_images >= 1000 and gpu.epochs > cpu.epochs
+    assert default_jobs("0") == 1
+    mine = cli.config_from_args(p.parse_args(["--device", "0", "--imgsz", "320", "--synthetic-images", "50"]))
+    assert (mine.imgsz, mine.synthetic_images) == (320, 50)  # an explicit option wins over the preset

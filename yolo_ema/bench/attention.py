@@ -114,12 +114,16 @@ def picture(baseline, arm, images: list[Path], path: Path, imgsz: int, labels=("
             ax.imshow(rgb)
             stride = imgsz // m.shape[0]
             ax.imshow(m, cmap="magma", alpha=0.55, extent=(0, imgsz, imgsz, 0), interpolation="bilinear")
-            ax.set_title(f"EMA map {j + 1} (stride {stride})", fontsize=8)
+            ax.set_title(f"EMA map {j + 1} (stride {stride}): {m.min():.2f}–{m.max():.2f}", fontsize=8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(p.name, fontsize=7)
-    fig.suptitle(f"Detections (conf >= {conf}) and EMA spatial attention (mean over groups, bright = kept)", fontsize=9)
+    fig.suptitle(
+        f"Detections (conf >= {conf}) and EMA spatial attention (mean over groups; each map's own range, "
+        "bright = kept more)",
+        fontsize=9,
+    )
     fig.tight_layout()
     buf = io.BytesIO()
     try:

@@ -24,7 +24,7 @@ PRESETS = {
     "synthetic": dict(epochs=4, pretrain_epochs=6, imgsz=DEFAULT_SIZE, batch=16, device="cpu", workers=0, val=False,
                       synthetic_images=DEFAULT_IMAGES, synthetic_size=DEFAULT_SIZE,
                       extra=dict(FAST, warmup_epochs=0), pretrain_extra=dict(FAST, warmup_epochs=1)),
-    "synthetic-gpu": dict(epochs=30, pretrain_epochs=60, imgsz=640, batch=32, device="0", workers=8, val=False,
+    "synthetic-gpu": dict(epochs=20, pretrain_epochs=60, imgsz=640, batch=32, device="0", workers=8, val=False,
                           synthetic_images=4000, synthetic_size=640, extra=dict(warmup_epochs=0), pretrain_extra={}),
     "visdrone": dict(epochs=200, pretrain_epochs=0, imgsz=640, batch=16, device="0", workers=8, val=True, extra={}),
     "coco": dict(epochs=300, pretrain_epochs=0, imgsz=640, batch=32, device="0", workers=8, val=True, extra={}),

@@ -95,8 +95,13 @@ def run_all(
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
                 i = pending.pop(f)
-                rec = f.result()  # a failed job stops the benchmark with its error (the others are cancelled)
-                results[i] = rec
+                if f.exception() is not None:  # a failed job stops the benchmark with its error, now
+                    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for p in workers:
+                        p.kill()
+                    raise f.exception()
+                rec = results[i] = f.result()
                 ap50 = (rec["eval"].get("coco") or {}).get("AP50")
                 log(f"[{len(results)}/{len(runs)}] {runs[i].name}: {rec['status']}, COCO AP50 {ap50:.3f}")
     return [results[i] for i in range(len(runs))]

@@ -128,13 +128,13 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
-def machine(device: str, jobs: int) -> str:
+def machine(device: str, jobs: int, threads: int) -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
     n = os.cpu_count() or 1
     text = f"{platform.system()} {cpu}, {n} CPU cores (training: {jobs} run(s) at a time, "
-    text += f"{max(1, min(8, n - 1))} torch thread(s) each, Ultralytics' choice; latency {torch.get_num_threads()})"
+    text += f"{max(1, min(8, n - 1))} torch thread(s) each, Ultralytics' choice; latency {threads})"
     text += f", torch {torch.__version__}"
     if str(device) != "cpu" and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
@@ -197,7 +197,7 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
     stats_ = paired_stats(records, cfg)
     from yolo_ema.bench import cost
 
-    set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
+    threads = set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
     first = {}
     for r in records:
         first.setdefault(r["label"], r["weights"])  # each model's first-seed weights
@@ -235,7 +235,7 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
             "training": training,
             "pretrain_epochs": cfg.pretrain_epochs if not cfg.weights else 0,
             "train_images": n_train,
-            "machine": machine(cfg.device, jobs),
+            "machine": machine(cfg.device, jobs, threads),
             "wall_seconds": round(wall, 1),
             "wall_time": f"{wall / 60:.1f} min for this invocation (finished runs reused: "
             f"{sum(r.get('status') == 'skipped' for r in records)})",

@@ -199,7 +199,8 @@ def _picture_lines(report: dict) -> list[str]:
         "",
         f"Validation images {', '.join(pic['images'])} (first seed): {base}'s detections, {pic['arm']}'s, then each "
         "EMA layer's spatial attention map over the image: the sigmoid map that EMA multiplies each channel group by, "
-        "averaged over the groups and upsampled (bright: kept, dark: suppressed).",
+        "averaged over the groups and upsampled, each map on its own colour range (its minimum and maximum in the title; "
+        "bright: kept more, dark: suppressed more).",
     ]
 
 
