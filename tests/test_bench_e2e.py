@@ -97,7 +97,7 @@ def test_cli_errors_name_the_culprit(tmp_path, capsys):
     from yolo_ema.cli import main
 
     assert main(["benchmark", "--model", "yolov9z", "--out", str(tmp_path), "--data", str(tmp_path)]) == 2
-    assert "yolov9z-ema.yaml" in capsys.readouterr().err  # the arms are checked before any work
+    assert "yolov9z.yaml" in capsys.readouterr().err  # the models are checked before any work
     assert main(["benchmark", "--arms", "nonsense", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "yolov8n-nonsense.yaml" in err and "ema-paper" in err  # lists the arms that exist
