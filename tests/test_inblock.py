@@ -128,6 +128,22 @@ def test_factor_defaults_to_8_and_divides_custom_widths():
         C2f_EMA(64, 64, 1, factor=0)
 
 
+def test_yaml_row_takes_the_factor_last():
+    d = yaml.safe_load((config_dir() / "yolov8-c2f-ema.yaml").read_text())
+    d["head"][2][3] = [512, False, 1, 0.5, 16]  # row 12: C2f's four args, then the factor
+    layers = _parse(d, "s")
+    assert {m.ema.groups for m in layers[12].modules() if isinstance(m, BottleneckEMA)} == {16}
+    assert {m.ema.groups for m in layers[15].modules() if isinstance(m, BottleneckEMA)} == {8}
+    d["head"][2][3] = [512, False, 1, 0.5, 16, 3]
+    with pytest.raises(
+        ValueError, match=r"C2f_EMA layer 12: C2f_EMA takes at most 5 args .* got \[512, False, 1, 0.5, 16, 3\]"
+    ):
+        _parse(d, "s")
+    d["head"][2][3] = [512, False, 1, 0.5, "x"]
+    with pytest.raises(ValueError, match=r"C2f_EMA layer 12: EMA factor must be a positive integer, got 'x'"):
+        _parse(d, "s")
+
+
 # --- configs: every scale scales like the parent ------------------------------------------------------------------------
 
 

@@ -19,7 +19,8 @@ divisible by the factor, the factor drops to ``gcd(channels, factor)`` (a diviso
 
 YAML rows read like their parents' (``[-1, 3, C2f_EMA, [256]]``, ``[-1, 2, C3k2_EMA, [512, False]]``) and are scaled
 exactly as the parents are; the yolo-ema plugin arranges that in Ultralytics' parser. The factor is the last
-constructor argument (after C2f's ``e`` / C3k2's ``shortcut``).
+constructor argument (after C2f's ``e`` / C3k2's ``shortcut``) and, the same way, an optional last YAML arg:
+``[-1, 3, C2f_EMA, [256, False, 1, 0.5, 16]]``.
 """
 
 from __future__ import annotations
@@ -144,6 +145,29 @@ class C3k2_EMA(C3k2):  # noqa: N801 (the YAML name users type)
 PARENTS = {"C2f_EMA": C2f, "C3k2_EMA": C3k2}  # YAML name -> Ultralytics parent the parser scales it as
 BLOCKS = {"C2f_EMA": C2f_EMA, "C3k2_EMA": C3k2_EMA}
 SAFE_CLASSES = (BottleneckEMA, C2f_EMA, C3k2_EMA)  # classes a checkpoint of these blocks references
+PARENT_ARGS = {
+    "C2f_EMA": 4,
+    "C3k2_EMA": 6,
+}  # YAML args the parent takes: C2f [c2, shortcut, g, e], C3k2 [c2, ..., shortcut]
+
+
+def split_row_args(name: str, args: list, where: str) -> tuple[list, int]:
+    """A variant row's YAML args as (the parent's args, EMA factor): ``[256, False, 1, 0.5, 16]`` -> factor 16.
+
+    The factor follows the parent's own arguments, as in the constructor; without it the default (8) applies.
+    """
+    k = PARENT_ARGS[name]
+    if len(args) > k + 1:
+        raise ValueError(
+            f"{where}: {name} takes at most {k + 1} args ({PARENTS[name].__name__}'s {k}, then the EMA "
+            f"factor), got {list(args)}"
+        )
+    factor = args[k] if len(args) > k else DEFAULT_FACTOR
+    try:
+        ema_factor(1, factor)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    return list(args[:k]), factor
 
 
 def upgrade(layer: nn.Module, name: str, factor: int = DEFAULT_FACTOR) -> nn.Module:

@@ -205,20 +205,22 @@ def parse_with_blocks(parse_model, d, ch, verbose=True):
     and the built layer then gains its EMA (:func:`yolo_ema.blocks.upgrade`). ``d`` itself (the model's ``yaml``)
     keeps the variant's name.
     """
-    from yolo_ema.blocks import PARENTS, upgrade
+    from yolo_ema.blocks import PARENTS, split_row_args, upgrade
 
     rows = list(d.get("backbone") or []) + list(d.get("head") or [])
     names = {i: r[2] for i, r in enumerate(rows) if isinstance(r, (list, tuple)) and len(r) >= 3 and r[2] in PARENTS}
     if not names:
         return parse_model(d, ch, verbose)
 
-    d = deepcopy(d)
+    d, factors = deepcopy(d), {}
     for i, name in names.items():
         section, j = ("backbone", i) if i < len(d.get("backbone") or []) else ("head", i - len(d["backbone"]))
-        d[section][j][2] = PARENTS[name].__name__
+        row = d[section][j]
+        row[2] = PARENTS[name].__name__
+        row[3], factors[i] = split_row_args(name, row[3] if len(row) > 3 else [], f"{name} layer {i}")
     model, save = parse_model(d, ch, verbose)
     for i, name in names.items():
-        layer = upgrade(model[i], name)
+        layer = upgrade(model[i], name, factors[i])
         layer.type, layer.np = f"yolo_ema.blocks.{name}", sum(p.numel() for p in layer.parameters())
     if verbose:
         from ultralytics.utils import LOGGER as ULOGGER
