@@ -337,7 +337,25 @@ class _EMAFunction(torch.autograd.Function):
         return (dgx.view(b, c, h, w), None, None, *pgrads)
 
 
-class EMA(nn.Module):
+class EMAParameters(nn.Module):
+    """The parameters of EMA as in the authors' code (``conv1x1``, ``conv3x3``, ``gn`` of one group's Cg channels),
+    shared by :class:`EMA` and :class:`yolo_ema.nn.ema_paper.PaperEMA`; subclasses give the forward."""
+
+    def __init__(self, channels: int, factor: int = 32) -> None:
+        super().__init__()
+        check_factor(channels, factor)
+        self.channels = channels
+        self.groups = factor
+        cg = channels // factor
+        self.gn = nn.GroupNorm(cg, cg)
+        self.conv1x1 = nn.Conv2d(cg, cg, kernel_size=1, stride=1, padding=0)
+        self.conv3x3 = nn.Conv2d(cg, cg, kernel_size=3, stride=1, padding=1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, factor={self.groups}"
+
+
+class EMA(EMAParameters):
     """Efficient Multi-Scale Attention (EMA), computed with the exact reductions described in the module docstring.
 
     Channels are split into ``factor`` groups. Per group, a 1x1 branch gates the input with directional (H and W)
@@ -354,19 +372,6 @@ class EMA(nn.Module):
         >>> m(torch.randn(2, 64, 20, 20)).shape
         torch.Size([2, 64, 20, 20])
     """
-
-    def __init__(self, channels: int, factor: int = 32) -> None:
-        super().__init__()
-        check_factor(channels, factor)
-        self.channels = channels
-        self.groups = factor
-        cg = channels // factor
-        self.gn = nn.GroupNorm(cg, cg)
-        self.conv1x1 = nn.Conv2d(cg, cg, kernel_size=1, stride=1, padding=0)
-        self.conv3x3 = nn.Conv2d(cg, cg, kernel_size=3, stride=1, padding=1)
-
-    def extra_repr(self) -> str:
-        return f"channels={self.channels}, factor={self.groups}"
 
     def _params(self) -> tuple[torch.Tensor, ...]:
         return (

@@ -12,12 +12,11 @@ parameters and state_dict keys (``conv1x1.*``, ``conv3x3.*``, ``gn.*``) as the o
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from yolo_ema.nn.ema import check_factor
+from yolo_ema.nn.ema import EMAParameters
 
 
-class PaperEMA(nn.Module):
+class PaperEMA(EMAParameters):
     """Efficient Multi-Scale Attention (EMA), the paper's formulation step by step.
 
     Channels are split into ``factor`` groups. Per group, a 1x1 branch gates the input with directional (H and W)
@@ -29,19 +28,6 @@ class PaperEMA(nn.Module):
         channels (int): Input (and output) channels C.
         factor (int): Number of groups G; C must be divisible by G. Default 32 as in the official code.
     """
-
-    def __init__(self, channels: int, factor: int = 32) -> None:
-        super().__init__()
-        check_factor(channels, factor)
-        self.channels = channels
-        self.groups = factor
-        cg = channels // factor
-        self.gn = nn.GroupNorm(cg, cg)
-        self.conv1x1 = nn.Conv2d(cg, cg, kernel_size=1, stride=1, padding=0)
-        self.conv3x3 = nn.Conv2d(cg, cg, kernel_size=3, stride=1, padding=1)
-
-    def extra_repr(self) -> str:
-        return f"channels={self.channels}, factor={self.groups}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
