@@ -10,12 +10,11 @@ EMA model's detections, and the image under each EMA layer's map (upsampled to t
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from yolo_ema.data import fsio
+from yolo_ema.bench.plot import save_png
 
 
 def spatial_map(layer, x):
@@ -44,20 +43,11 @@ def maps(model, image) -> list:
     """
     import torch
 
-    from yolo_ema.bench.cost import ema_layers
+    from yolo_ema.bench.cost import ema_inputs
 
-    layers = ema_layers(model)
-    caught = {}
-    hooks = [
-        lay.register_forward_pre_hook(lambda m, a, i=i: caught.setdefault(i, a[0])) for i, lay in enumerate(layers)
-    ]
-    try:
-        with torch.inference_mode():
-            model(image)
-            return [spatial_map(lay, caught[i].float())[0].mean(0).numpy() for i, lay in enumerate(layers)]
-    finally:
-        for h in hooks:
-            h.remove()
+    layers, inputs = ema_inputs(model, image)
+    with torch.inference_mode():
+        return [spatial_map(lay, x.float())[0].mean(0).numpy() for lay, x in zip(layers, inputs)]
 
 
 def _letterbox(path: Path, imgsz: int):
@@ -125,10 +115,4 @@ def picture(baseline, arm, images: list[Path], path: Path, imgsz: int, labels=("
         fontsize=9,
     )
     fig.tight_layout()
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    fsio.write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_png(fig, path)

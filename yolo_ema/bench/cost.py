@@ -86,23 +86,28 @@ def ema_layers(model) -> list:
     return [m for m in load_model(model).modules() if isinstance(m, (EMA, PaperEMA))]
 
 
-def ema_own_cost(model, imgsz: int) -> dict:
-    """Params and FLOPs of the EMA layers alone, each run in isolation on the input it gets inside ``model``."""
+def ema_inputs(model, x) -> tuple[list, list]:
+    """The EMA layers of ``model`` (an eval-mode module) and the input each receives in a forward of ``x``."""
     import torch
 
-    m = eval_model(model)
-    layers = ema_layers(m)
+    layers = ema_layers(model)
     inputs = {}
     hooks = [
         lay.register_forward_pre_hook(lambda mod, a, i=i: inputs.setdefault(i, a[0])) for i, lay in enumerate(layers)
     ]
     try:
         with torch.inference_mode():
-            m(_input(imgsz))
+            model(x)
     finally:
         for h in hooks:
             h.remove()
-    flops = sum(count_flops(lay, inputs[i].clone()) for i, lay in enumerate(layers))
+    return layers, [inputs[i] for i in range(len(layers))]
+
+
+def ema_own_cost(model, imgsz: int) -> dict:
+    """Params and FLOPs of the EMA layers alone, each run in isolation on the input it gets inside ``model``."""
+    layers, inputs = ema_inputs(eval_model(model), _input(imgsz))
+    flops = sum(count_flops(lay, x.clone()) for lay, x in zip(layers, inputs))
     return {"layers": len(layers), "params": sum(p.numel() for lay in layers for p in lay.parameters()), "flops": flops}
 
 

@@ -69,6 +69,13 @@ def write(report: dict, path: str | Path) -> Path:
     if arms:
         fx.legend(fontsize=8)
     fig.tight_layout()
+    return save_png(fig, path)
+
+
+def save_png(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png")
