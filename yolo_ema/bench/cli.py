@@ -16,6 +16,7 @@ from pathlib import Path
 
 from yolo_ema.bench.arms import DEFAULT_ARMS
 from yolo_ema.data.synthetic import DEFAULT_IMAGES, DEFAULT_SIZE
+from yolo_ema.eval.metrics import PROTOCOLS
 
 # Defaults per --data (an explicit option always wins). "synthetic" is measured to learn (COCO AP50 >= 0.25 for
 # every model and seed) within ~15 min on a quiet 2-core CPU; "synthetic-gpu" is what --device 0 turns it into.
@@ -61,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", type=Path, default=None, help="raw dataset to prepare into --data-dir if needed")
     p.add_argument("--cache", type=Path, default=None, help="synthetic data cache (OUT/data)")
     p.add_argument("--split", default="val", help="evaluation split (val)")
-    p.add_argument("--protocol", default="auto", choices=("auto", "coco", "visdrone"), help="evaluation protocol")
+    p.add_argument("--protocol", default="auto", choices=PROTOCOLS, help="evaluation protocol (auto)")
     p.add_argument("--synthetic-images", type=int, default=None,
                    help=f"synthetic images in total ({DEFAULT_IMAGES}; 4000 on a GPU)")  # fmt: skip
     p.add_argument("--synthetic-size", type=int, default=None,
