@@ -105,12 +105,12 @@ def test_dtype_and_device_moves():
 
 def test_optimizer_step_between_inference_calls():
     m, x = _ema(), _x()
-    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
     for _ in range(2):
         _warm(m, x)
         m.train()
         opt.zero_grad()
-        m(x.clone().requires_grad_(True)).square().sum().backward()
+        m(x.clone().requires_grad_(True)).square().mean().backward()
         opt.step()
         m.eval()
         assert_matches_paper(m, x)
