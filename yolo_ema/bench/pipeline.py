@@ -148,9 +148,13 @@ def machine(device: str, jobs: int, threads: int) -> str:
 
 
 def pretrain(cfg: Config, base_cfg: str, data_yaml: Path, out: Path, log: Callable, train_fn=None) -> str:
-    """Train the baseline once from scratch (seed 0, all cores) and return its weights: the arms' common start."""
+    """Train the baseline once from scratch (seed 0) and return its weights: the arms' common start.
+
+    On a CPU it trains with Ultralytics' thread count (cores - 1): two threads on two cores were measured to slow
+    down badly as soon as anything else runs.
+    """
     settings = Settings(cfg.pretrain_epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, cfg.pretrained,
-                        cfg.val, dict(cfg.pretrain_extra), threads=os.cpu_count() if str(cfg.device) == "cpu" else None)  # fmt: skip
+                        cfg.val, dict(cfg.pretrain_extra))  # fmt: skip
     r = Run("pretrain", f"{cfg.model}-pretrain", base_cfg, 0)
     log(f"{r.name}: pre-training the baseline ({cfg.pretrain_epochs} epochs, imgsz {cfg.imgsz}, device {cfg.device})")
     t = time.perf_counter()
