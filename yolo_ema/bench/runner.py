@@ -40,7 +40,6 @@ class Settings:
     pretrained: str | None = None
     val: bool = True  # validate every epoch (False: only after the last, so best.pt == last.pt)
     extra: dict = field(default_factory=dict)  # further Ultralytics train arguments
-    threads: int | None = None  # torch CPU threads while training (None: Ultralytics' choice, cores - 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,21 +89,12 @@ def ultralytics_val(weights: str | os.PathLike, data_yaml: str | os.PathLike, se
     return _val_dict(metrics)
 
 
-def _threads(model, n: int | None) -> None:
-    """Train with ``n`` torch threads: set once Ultralytics has chosen its own (in ``select_device``)."""
-    if n:
-        import torch
-
-        model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(int(n)))
-
-
 def ultralytics_train(run: Run, data_yaml: Path, settings: Settings, folder: Path, resume_from: Path | None) -> dict:
     """Train (or resume) one run with Ultralytics in this process; return {weights, val}."""
     from ultralytics import YOLO
 
     if resume_from is not None:
         model = YOLO(str(resume_from))
-        _threads(model, settings.threads)
         metrics = model.train(resume=True, device=settings.device, workers=settings.workers)
     else:
         kwargs = dict(
@@ -126,7 +116,6 @@ def ultralytics_train(run: Run, data_yaml: Path, settings: Settings, folder: Pat
             kwargs["pretrained"] = str(settings.pretrained)
         kwargs.update(settings.extra)
         model = YOLO(run.cfg)
-        _threads(model, settings.threads)
         metrics = model.train(**kwargs)
     weights = folder / "weights" / "best.pt"
     if not weights.is_file():
@@ -151,9 +140,7 @@ def resumable(last: Path) -> bool:
 
 def _check_same(run: Run, marker: dict, settings: Settings, path: Path) -> None:
     want, got = settings.as_dict(), marker.get("settings", {})
-    diff = sorted(
-        k for k in set(want) | set(got) if want.get(k) != got.get(k) and k not in ("device", "workers", "threads")
-    )
+    diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k) and k not in ("device", "workers"))
     if diff or marker.get("cfg") != run.cfg:
         what = ", ".join(f"{k}: {got.get(k)!r} -> {want.get(k)!r}" for k in diff) or f"cfg {marker.get('cfg')!r}"
         raise BenchmarkError(
