@@ -84,7 +84,7 @@ def table(results: dict, base: str, title: str) -> str:
             label,
             f"{r['params'] / 1e6:.3f}" + ("" if label == base else f" ({r['params'] - b['params']:+,})"),
             "-" if label == base else f"{r['attn_params']:,} in {r['attn_layers']} layers",
-            f"{r['flops'] / 1e9:.2f}" + ("" if label == base else f" ({_pct(r['flops'], b['flops'])})"),
+            f"{r['flops'] / 1e9:.2f}" + ("" if label == base else f" ({(r['flops'] - b['flops']) / 1e6:+.2f} M)"),
         ]
         for rt in runtimes:
             row += [_ms(r[rt]), "-" if label == base else _pct(r[rt]["median_ms"], b[rt]["median_ms"])]
@@ -103,7 +103,19 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | 0 | cuda:0")
     ap.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false", help="eager torch timing only")
     ap.add_argument("--json", help="also write the measurements to this JSON file")
+    ap.add_argument("--render", metavar="JSON", help="only print the table of a JSON file written by --json")
     args = ap.parse_args(argv)
+    if args.render:
+        import json
+
+        with open(args.render) as f:
+            saved = json.load(f)
+        print(
+            f"\nbatch 1, {saved['imgsz']}x{saved['imgsz']}, float32, {saved['device']}, {saved['runs']} interleaved rounds\n"
+        )
+        base = next(iter(saved["models"]))
+        print(table(saved["models"], base, f"{base} @{saved['imgsz']}"))
+        return 0
 
     family, tail = (args.family.split("-", 1) + [""])[:2]
     name = f"{family}{args.scale}" + (f"-{tail}" if tail else "")
