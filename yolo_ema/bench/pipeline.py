@@ -24,11 +24,10 @@ from yolo_ema.bench.jobs import default_jobs
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 SYNTHETIC_NOTE = (
-    "A CPU-sized run on the embedded synthetic set ({train} training images): the baseline {model} is pre-trained "
-    "once from scratch ({pre} epochs) and every model is fine-tuned from it for {epochs} epochs per seed (an arm's "
-    "added layers start fresh, the others take the pre-trained weights). The seeds vary the fine-tuning, not the "
-    "shared start. It answers the question for this small data and schedule only; judge EMA for your data with "
-    "your data (`--data PATH`) or the paper recipe in scripts/ on a GPU."
+    "A CPU-sized run on the embedded synthetic set ({train} training images): {start} and every model is fine-tuned "
+    "from it for {epochs} epochs per seed (an arm's added layers start fresh, the others take the pre-trained "
+    "weights). The seeds vary the fine-tuning, not the shared start. It answers the question for this small data and "
+    "schedule only; judge EMA for your data with your data (`--data PATH`) or the paper recipe in scripts/ on a GPU."
 )
 REAL_NOTE = (
     "With {n} seed(s), the seed range shows how much training noise there is; the verdicts come from the intervals."
@@ -300,5 +299,8 @@ def _train_images(prepared: Path):
 
 def _notes(cfg: Config, n_train) -> list[str]:
     if cfg.data == "synthetic" and not cfg.weights:
-        return [SYNTHETIC_NOTE.format(model=cfg.model, epochs=cfg.epochs, pre=cfg.pretrain_epochs, train=n_train)]
+        start = f"the baseline {cfg.model} is pre-trained once from scratch ({cfg.pretrain_epochs} epochs)"
+        if not cfg.pretrain_epochs:
+            start = f"the start is {cfg.pretrained}" if cfg.pretrained else "every model starts from scratch"
+        return [SYNTHETIC_NOTE.format(start=start, epochs=cfg.epochs, train=n_train)]
     return [REAL_NOTE.format(n=len(cfg.seeds) if not cfg.weights else 1)]
