@@ -230,3 +230,19 @@ def test_trains_and_exports_through_the_yolo_cli_in_fresh_processes(tiny_data, t
     onnx_file = pt.with_suffix(".onnx")
     errors = onnx_parity(pt, str(onnx_file), ((1, 3, 64, 64), (2, 3, 96, 128)))
     assert max(max(e) for e in errors) < 1e-4, errors
+
+
+def test_importing_the_blocks_first_registers_everything(tmp_path):
+    """A checkpoint unpickled in a fresh process imports yolo_ema.blocks before Ultralytics: registration still
+    completes and the block classes are on the safe-load allow-list."""
+    code = (
+        "import yolo_ema.blocks, torch\n"
+        "from yolo_ema.ultralytics_plugin import registration_status\n"
+        "s = registration_status(); assert s['registered'] and s['problem'] is None, s\n"
+        "names = {c.__name__ for c in torch.serialization.get_safe_globals()}\n"
+        "assert {'BottleneckEMA', 'C2f_EMA', 'C3k2_EMA', 'EMA'} <= names, names\n"
+    )
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "registration failed" not in done.stderr + done.stdout

@@ -183,3 +183,9 @@ def upgrade(layer: nn.Module, name: str, factor: int = DEFAULT_FACTOR) -> nn.Mod
         m.__class__ = cls
         add_ema(m, factor)
     return layer
+
+
+# When this module is imported before Ultralytics (a checkpoint unpickled in a fresh process), its own import of
+# Ultralytics runs the plugin's registration before SAFE_CLASSES exists; the blocks allow themselves here.
+if hasattr(torch.serialization, "add_safe_globals"):
+    torch.serialization.add_safe_globals(list(SAFE_CLASSES))

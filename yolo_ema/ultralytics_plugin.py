@@ -367,7 +367,13 @@ def guard_nonfinite_ema(trainer) -> None:
 
 def safe_classes() -> list:
     """Every class a checkpoint of plugin layers references: the layers and the modules defined beside them."""
-    from yolo_ema.blocks import SAFE_CLASSES
+    blocks = sys.modules.get("yolo_ema.blocks")
+    if blocks is not None and not hasattr(blocks, "SAFE_CLASSES"):
+        # yolo_ema.blocks is importing Ultralytics right now (its import ran this registration); it allows its own
+        # classes once it is complete.
+        block_classes = []
+    else:
+        from yolo_ema.blocks import SAFE_CLASSES as block_classes
 
     out = []
     for cls in PLUGIN_CLASSES:
@@ -377,7 +383,7 @@ def safe_classes() -> list:
             for v in vars(module).values()
             if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__
         ]
-    return list(dict.fromkeys(out + list(SAFE_CLASSES)))
+    return list(dict.fromkeys(out + list(block_classes)))
 
 
 def _put_in_namespace(tasks, name: str, obj) -> None:
