@@ -160,3 +160,12 @@ def test_find_config_by_bare_name_and_local_file_wins(tmp_path, monkeypatch):
     assert find_config("yolov8.yaml") is None and find_config("other/yolov8-ema.yaml") is None
     (tmp_path / "yolov8-ema.yaml").write_text("nc: 1\n")
     assert find_config("yolov8-ema.yaml") is None  # the local file is used as is
+
+
+def test_v5_p2_baseline_is_the_paper_model_without_its_ema_rows():
+    """yolov5-p2.yaml, the benchmark baseline of the authors' VisDrone model, differs from it only by the EMA rows."""
+    paper = yaml.safe_load(_generated("yolov5-p2-ema-paper.yaml"))
+    base = yaml.safe_load(_generated("yolov5-p2.yaml"))
+    assert not any(r[2] in LAYERS for r in _rows(base))
+    assert _to_baseline(_rows(paper), set(LAYERS)) == _rows(base)
+    assert sum(r[2] == "EMA" for r in _rows(paper)) == 5  # after every head C3 but the P5 output
