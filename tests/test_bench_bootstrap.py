@@ -74,7 +74,7 @@ def test_resampled_ap_equals_direct_evaluation_of_the_duplicated_set(protocol):
     assert scorer()["AP"] == pytest.approx(full["coco"]["AP"], abs=1e-12)
 
 
-def _paired(gt, base_dets, arm_dets, resamples=300, seeds=1):
+def _paired(gt, base_dets, arm_dets, resamples=200, seeds=1):
     idx = bootstrap.draws(len(gt["images"]), resamples)
     pairs = [(bootstrap.Scores(bootstrap.Scorer(gt, base_dets, "coco"), idx),
               bootstrap.Scores(bootstrap.Scorer(gt, arm_dets, "coco"), idx)) for _ in range(seeds)]  # fmt: skip
