@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yolo_ema.bench.attention import spatial_map
 from yolo_ema.nn.ema import EMA
-from yolo_ema.nn.ema_paper import PaperEMA
+from yolo_ema.nn.ema_paper import PaperEMA, attention_map
 
 
 @pytest.mark.parametrize("cls", [EMA, PaperEMA])
@@ -18,7 +17,7 @@ def test_map_times_input_is_the_layer_output(cls):
         p.data.add_(0.3 * torch.randn_like(p))
     x = torch.randn(2, 32, 9, 7)
     with torch.no_grad():
-        a = spatial_map(m, x)  # (B, G, H, W)
+        a = attention_map(m, x)  # (B, G, H, W)
         y = m(x)
     assert a.shape == (2, 4, 9, 7) and bool(((a > 0) & (a < 1)).all())
     want = (x.reshape(2, 4, 8, 9, 7) * a[:, :, None]).reshape(2, 32, 9, 7)

@@ -2,9 +2,8 @@
 
 An EMA layer (Ouyang et al., ICASSP 2023, arXiv:2305.13563, Fig. 3) splits the channels into G groups and multiplies
 each group by one spatial map, ``sigmoid(s1 @ x2 + s2 @ x1)`` (H x W): the cross-spatial weights of the 1x1 branch
-``x1`` and the 3x3 branch ``x2``. :func:`spatial_map` recomputes that map from the layer's own parameters on the input
-a forward hook caught (the equations of :class:`yolo_ema.nn.ema_paper.PaperEMA`), and the picture averages it over the
-groups. The picture shows, for a few images, the image with the baseline's detections, the image with the
+``x1`` and the 3x3 branch ``x2``. :func:`yolo_ema.nn.ema_paper.attention_map` recomputes that map from the layer's own
+parameters on the input a forward hook caught (the paper's equations), and the picture averages it over the groups. The picture shows, for a few images, the image with the baseline's detections, the image with the
 EMA model's detections, and the image under each EMA layer's map (upsampled to the image).
 """
 
@@ -17,25 +16,6 @@ import numpy as np
 from yolo_ema.bench.plot import save_png
 
 
-def spatial_map(layer, x):
-    """The sigmoid maps [B, G, H, W] that ``layer`` (an EMA module) multiplies its G channel groups of ``x`` by."""
-    import torch
-
-    b, c, h, w = x.shape
-    g = layer.groups
-    gx = x.reshape(b * g, c // g, h, w)  # (BG, Cg, H, W)
-    x_h = gx.mean(dim=3, keepdim=True)  # (BG, Cg, H, 1)
-    x_w = gx.mean(dim=2, keepdim=True).transpose(2, 3)  # (BG, Cg, W, 1)
-    hw = layer.conv1x1(torch.cat([x_h, x_w], dim=2))  # (BG, Cg, H+W, 1)
-    a_h, a_w = torch.split(hw, [h, w], dim=2)  # (BG, Cg, H, 1), (BG, Cg, W, 1)
-    x1 = layer.gn(gx * a_h.sigmoid() * a_w.transpose(2, 3).sigmoid())  # (BG, Cg, H, W)
-    x2 = layer.conv3x3(gx)  # (BG, Cg, H, W)
-    s1 = x1.mean(dim=(2, 3)).softmax(dim=-1).unsqueeze(1)  # (BG, 1, Cg)
-    s2 = x2.mean(dim=(2, 3)).softmax(dim=-1).unsqueeze(1)  # (BG, 1, Cg)
-    weights = s1 @ x2.reshape(b * g, c // g, h * w) + s2 @ x1.reshape(b * g, c // g, h * w)  # (BG, 1, HW)
-    return weights.reshape(b, g, h, w).sigmoid()  # (B, G, H, W)
-
-
 def maps(model, image) -> list:
     """Group-averaged spatial maps [H_l, W_l] (numpy) of every EMA layer of ``model`` on one letterboxed image.
 
@@ -44,10 +24,11 @@ def maps(model, image) -> list:
     import torch
 
     from yolo_ema.bench.cost import ema_inputs
+    from yolo_ema.nn.ema_paper import attention_map
 
     layers, inputs = ema_inputs(model, image)
     with torch.inference_mode():
-        return [spatial_map(lay, x.float())[0].mean(0).numpy() for lay, x in zip(layers, inputs)]
+        return [attention_map(lay, x.float())[0].mean(0).numpy() for lay, x in zip(layers, inputs)]
 
 
 def _letterbox(path: Path, imgsz: int):

@@ -28,8 +28,9 @@ from yolo_ema.eval.metrics import (
     MAX_DETS_PER_IMAGE,
     TINY_BUCKETS,
     _half_open,
-    _with_score0_as_crowd,
+    evaluator_inputs,
     resolve_protocol,
+    with_score0_as_crowd,
 )
 
 RESAMPLES = 1000
@@ -53,15 +54,7 @@ class PerImage:
         from faster_coco_eval import faster_eval_api_cpp as cpp
 
         self._accumulate = cpp.COCOevalAccumulate
-        dt = {
-            "images": gt["images"],
-            "categories": gt["categories"],
-            "annotations": [
-                {**d, "id": i + 1, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0} for i, d in enumerate(detections)
-            ],
-        }
-        gt_eval = {k: gt[k] for k in ("images", "categories")}
-        gt_eval["annotations"] = [dict(a) for a in gt["annotations"]]  # the evaluator writes an "ignore" key
+        gt_eval, dt = evaluator_inputs(gt, detections)
         ev = COCOeval_faster(COCO(gt_eval), COCO(dt), "bbox", print_function=lambda *a, **k: None, separate_eval=True)
         ev.params.catIds = [c["id"] for c in gt["categories"]]
         ev.params.imgIds = [im["id"] for im in gt["images"]]
@@ -121,7 +114,7 @@ class Scorer:
         self.plain = PerImage(gt, dets, {"all": _half_open(0, AREA_INF)}, COCO_MAX_DETS)
         gt_b, dets_b = gt, dets
         if protocol in ("visdrone", "visdrone-coco"):  # as evaluate_detections: drop in ignored regions, then cap
-            gt_b, dets_b = drop_in_ignored(_with_score0_as_crowd(gt), dets_in)[:2]
+            gt_b, dets_b = drop_in_ignored(with_score0_as_crowd(gt), dets_in)[:2]
             dets_b = truncate_per_image(dets_b, MAX_DETS_PER_IMAGE)
         self.buckets = PerImage(gt_b, dets_b, {k: _half_open(*v) for k, v in TINY_BUCKETS.items()}, MAX_DETS_PER_IMAGE)
 

@@ -71,6 +71,21 @@ def _area_table() -> tuple[list[str], list[list[float]]]:
     return labels, ranges
 
 
+def evaluator_inputs(gt: dict, detections: list[dict]) -> tuple[dict, dict]:
+    """(GT, detections) as COCO datasets for an evaluator: detections get ids and areas, GT annotations are copied
+    (evaluators write an "ignore" key into them)."""
+    dt = {
+        "images": gt["images"],
+        "categories": gt["categories"],
+        "annotations": [
+            {**d, "id": i + 1, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0} for i, d in enumerate(detections)
+        ],
+    }
+    gt_eval = {k: gt[k] for k in ("images", "categories")}
+    gt_eval["annotations"] = [dict(a) for a in gt["annotations"]]
+    return gt_eval, dt
+
+
 class CocoRun:
     """One evaluator run over a GT dict and detections; holds ``precision``/``recall`` and index helpers."""
 
@@ -80,15 +95,7 @@ class CocoRun:
         self.labels, ranges = _area_table()
         self.max_dets = sorted(max_dets)
         self.cat_ids = [c["id"] for c in gt["categories"]]
-        dt = {
-            "images": gt["images"],
-            "categories": gt["categories"],
-            "annotations": [
-                {**d, "id": i + 1, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0} for i, d in enumerate(detections)
-            ],
-        }
-        gt_eval = {k: gt[k] for k in ("images", "categories")}
-        gt_eval["annotations"] = [dict(a) for a in gt["annotations"]]  # evaluators write an "ignore" key into these
+        gt_eval, dt = evaluator_inputs(gt, detections)
         if backend == "faster-coco-eval":
             from faster_coco_eval import COCO, COCOeval_faster
 
@@ -225,7 +232,7 @@ def resolve_protocol(gt: dict, protocol: str) -> str:
     return protocol
 
 
-def _with_score0_as_crowd(gt: dict) -> dict:
+def with_score0_as_crowd(gt: dict) -> dict:
     """``gt`` whose score-0 objects (``ignore_regions`` source ``score0``) are crowd annotations, COCO's ignore GT."""
     cat_ids = {c["id"] for c in gt["categories"]}
     next_id = max((a["id"] for a in gt["annotations"] if isinstance(a.get("id"), int)), default=0) + 1
@@ -306,7 +313,7 @@ def evaluate_detections(
         "coco": _coco_section(plain),
     }
     if protocol in ("visdrone", "visdrone-coco"):
-        gt_s = _with_score0_as_crowd(gt)
+        gt_s = with_score0_as_crowd(gt)
         gt_v, dets_v, _, n_det_drop = drop_in_ignored(gt_s, dets_in)  # drop first, then cap (saveAnnoRes.m)
         dets_v = truncate_per_image(dets_v, max_dets_per_image)
         run = CocoRun(gt_v, dets_v, max_dets, backend)
