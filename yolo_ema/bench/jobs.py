@@ -76,6 +76,7 @@ def run_all(
     jobs: int,
     log: Callable[[str], None],
     train_fn: Callable | None = None,
+    scheduler: str | None = None,
 ) -> list[dict]:
     """Every run trained and evaluated, ``jobs`` at a time; records in the order of ``runs``."""
     if jobs <= 1 or train_fn is not None or len(runs) <= 1:

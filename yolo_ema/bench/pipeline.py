@@ -49,6 +49,7 @@ class Config:
     device: str = "cpu"
     workers: int = 0
     jobs: int | None = None
+    scheduler: str | None = None  # Dask scheduler address: runs go to that cluster instead of the local pool
     out: Path = Path("runs/benchmark")
     weights: list | None = None
     pretrained: str | None = None
@@ -195,7 +196,8 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
         settings = Settings(cfg.epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, start, cfg.val,
                             dict(cfg.extra))  # fmt: skip
         records = jobs_.run_all(plan(cfg, models), prepared / "data.yaml", settings, out,
-                                {**ev, "resamples": cfg.resamples}, jobs, log, train_fn)  # fmt: skip
+                                {**ev, "resamples": cfg.resamples}, jobs, log, train_fn,
+                                scheduler=cfg.scheduler)  # fmt: skip
         seeds = list(cfg.seeds)
     stats_ = paired_stats(records, cfg)
     from yolo_ema.bench import cost
