@@ -56,7 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, help="runs trained at once (CPU: cores // training threads)")
     p.add_argument("--imgsz", type=int, default=None, help="train/eval image size (synthetic 256, else 640)")
     p.add_argument("--batch", type=int, default=None, help="batch size (synthetic 16, visdrone 16, coco 32)")
-    p.add_argument("--device", default=None, help="cpu | 0 | 0,1 (synthetic cpu, else 0)")
+    p.add_argument("--device", default=None,
+                   help="cpu | 0 | 0,1,2,3 | all (synthetic cpu, else 0); several GPUs: one run per GPU at once, "
+                   "each pinned to its GPU (--jobs 1: each run over all of them, DDP)")  # fmt: skip
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler (tcp://host:8786): each run is a task on that cluster asking for GPU=1 (CPU: "
+                   "runs=1); --out must be on storage every worker sees; needs pip install 'yolo-ema[dask]'")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="dataloader workers (synthetic 0, else 8)")
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="output folder (runs/benchmark)")
     p.add_argument("--weights", nargs="+", metavar="W.pt", default=None,
@@ -111,6 +116,10 @@ def config_from_args(args: argparse.Namespace):
         raise ValueError(f"--pretrain-epochs must be >= 0, got {preset['pretrain_epochs']}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if not args.scheduler:
+        from yolo_ema.bench.jobs import resolve_device
+
+        preset["device"] = resolve_device(preset["device"])  # all -> 0,1,... of this machine
     if args.pretrained and args.pretrain_epochs is None:
         preset["pretrain_epochs"] = 0  # the given weights are the start
     return Config(
@@ -127,6 +136,7 @@ def config_from_args(args: argparse.Namespace):
         split=args.split,
         protocol=args.protocol,
         jobs=args.jobs,
+        scheduler=args.scheduler,
         latency_sizes=args.latency_sizes,
         latency_runs=args.latency_runs,
         latency_warmup=args.latency_warmup,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from yolo_ema.bench import arms, bootstrap, data, evaluation, report, runner
+from yolo_ema.bench import arms, bootstrap, data, evaluation, lock, report, runner
 from yolo_ema.bench import jobs as jobs_
 from yolo_ema.bench.arms import DEFAULT_ARMS
 from yolo_ema.bench.jobs import default_jobs
@@ -164,7 +164,13 @@ def pretrain(cfg: Config, base_cfg: str, data_yaml: Path, out: Path, log: Callab
 
 
 def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = None) -> dict:
-    """Run the whole benchmark; return {"report": paths, "results": results}."""
+    """Run the whole benchmark; return {"report": paths, "results": results}. One benchmark at a time per OUT (a
+    lock on ``OUT/.lock``; a second one is an error naming the folder and the holder)."""
+    with lock.hold(Path(cfg.out).resolve()):
+        return _run(cfg, train_fn, log)
+
+
+def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = None) -> dict:
     log = log or Log()
     t0 = time.perf_counter()
     out = Path(cfg.out).resolve()

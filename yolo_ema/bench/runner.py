@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,6 +58,11 @@ class Run:
     @property
     def name(self) -> str:
         return f"{self.label}-seed{self.seed}"
+
+
+def local_worker() -> str:
+    """This process as a worker name: ``host/pid``."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def run_dir(out: Path, run: Run) -> Path:
@@ -157,8 +163,12 @@ def train_run(
     train_fn: Callable | None = None,
     val_fn: Callable | None = None,
     log: Callable[[str], None] = print,
+    worker: str | None = None,
 ) -> dict:
-    """Make sure ``run`` is trained; return its record (the content of ``done.json``) plus ``status``."""
+    """Make sure ``run`` is trained; return its record (the content of ``done.json``) plus ``status``.
+
+    ``worker`` (default :func:`local_worker`) names who trains it; it is kept in ``done.json``, so a run reused later
+    still names the worker that trained it."""
     folder = run_dir(out, run).resolve()  # absolute: Ultralytics puts a relative project under its runs_dir
     marker = folder / DONE
     rec = read_json(marker)
@@ -192,6 +202,7 @@ def train_run(
         "settings": settings.as_dict(),
         "weights": str(result["weights"]),
         "val": _val_dict(result.get("val")),
+        "worker": worker or local_worker(),
     }
     write_json(marker, rec)
     return {**rec, "status": status}

@@ -1,0 +1,119 @@
+"""The benchmark's runs on a Dask distributed cluster (``yolo-ema benchmark --scheduler ADDRESS``).
+
+Each (model, seed) run, with its evaluation and bootstrap scoring, is one task (:func:`task`, the same
+:func:`yolo_ema.bench.jobs.train_and_score` as the local slots) that asks the scheduler for the worker resources it
+needs: ``GPU=<number of GPUs in --device>`` on a GPU, ``runs=1`` on a CPU (start CPU workers with
+``--resources runs=1`` so each trains one run at a time). On the worker, ``--device`` names the GPUs as that worker
+sees them: start one worker per GPU, each with its own ``CUDA_VISIBLE_DEVICES`` (``dask cuda worker`` does this),
+and runs train on device 0. The driver gathers the records and writes the report.
+
+Every worker must see ``--out`` (and the data) at the same path: run folders, logs and locks live there. A worker
+that dies mid-run leaves the run's ``last.pt``: the scheduler hands the task to another worker (up to
+``distributed.scheduler.allowed-failures`` times), which resumes from it; beyond that the benchmark stops with an
+error naming the run, and the same command resumes it. Dask: https://distributed.dask.org
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from yolo_ema.bench import jobs
+from yolo_ema.bench.runner import BenchmarkError, Run, Settings
+
+INSTALL = "pip install 'yolo-ema[dask]'"
+CONNECT_TIMEOUT = "30s"
+
+
+def distributed():
+    """The ``distributed`` package, or a clear error saying how to install it."""
+    try:
+        import distributed as d
+    except ImportError as e:
+        raise BenchmarkError(f"--scheduler needs Dask distributed, which is not installed ({e}): {INSTALL}") from None
+    return d
+
+
+def resources(device: str) -> dict:
+    """What one run asks of a worker: ``{"GPU": n}`` for ``n`` CUDA devices, ``{"runs": 1}`` on a CPU."""
+    if str(device).strip().lower() == "all":
+        raise BenchmarkError(
+            "--device all with --scheduler: name the GPUs one run uses inside its worker (0, or 0,1 for DDP)"
+        )
+    gpus = jobs.gpu_ids(device)
+    return {"GPU": len(gpus)} if gpus else {"runs": 1}
+
+
+def connect(address: str, timeout: str = CONNECT_TIMEOUT):
+    """A client of the scheduler at ``address``; an unreachable one is an error naming it."""
+    d = distributed()
+    try:
+        return d.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise BenchmarkError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from None
+
+
+def task(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict) -> dict:
+    """On a Dask worker: one run trained (or reused/resumed), evaluated and scored; its output in the run's log."""
+    from distributed import get_worker
+
+    worker = get_worker().address
+    if not Path(data_yaml).is_file():
+        raise BenchmarkError(
+            f"run {run.name} on worker {worker}: {data_yaml} not found; --out and the data must be on storage every "
+            "worker sees at the same path"
+        )
+    with jobs.output_to(jobs.log_path(out, run)):
+        return jobs.train_and_score(run, data_yaml, settings, out, ev, print, worker=worker)
+
+
+def _offers(client, need: dict) -> list[str]:
+    """Addresses of the workers whose resources cover ``need``."""
+    try:
+        info = client.scheduler_info(n_workers=-1)  # every worker (the default lists 5 in recent releases)
+    except TypeError:  # older distributed: every worker
+        info = client.scheduler_info()
+    return [
+        a
+        for a, w in info.get("workers", {}).items()
+        if all((w.get("resources") or {}).get(k, 0) >= v for k, v in need.items())
+    ]
+
+
+def run_all(runs: list[Run], data_yaml: Path, settings: Settings, out: Path, ev: dict, log: Callable,
+            scheduler: str) -> list[dict]:  # fmt: skip
+    """Every run as one task on the cluster at ``scheduler``; records in the order of ``runs``."""
+    d = distributed()
+    need = resources(settings.device)
+    ask = " ".join(f"{k}={v}" for k, v in need.items())
+    with connect(scheduler) as client:
+        able = _offers(client, need)
+        log(f"{len(runs)} runs on the Dask cluster {scheduler}, each asking for {ask}: {len(able)} worker(s) offer it"
+            " now (each run's output: logs/<run>.log)")  # fmt: skip
+        if not able:
+            log(f"waiting for a worker with {ask}: start one with `dask worker {scheduler} --resources {ask}`")
+        tag = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(
+                task, r, data_yaml, settings, out, ev, resources=need, pure=False, key=f"yolo-ema-{r.name}-{tag}"
+            ): i  # fmt: skip
+            for i, r in enumerate(runs)
+        }
+        results: dict[int, dict] = {}
+        try:
+            for f in d.as_completed(futures):
+                i = futures[f]
+                try:
+                    rec = f.result()
+                except d.KilledWorker as e:
+                    raise BenchmarkError(
+                        f"run {runs[i].name}: its Dask worker died while training it ({e}); the finished runs are "
+                        f"kept in {out}: run the same command again to resume it from its last.pt"
+                    ) from None
+                results[i] = rec
+                log(f"[{len(results)}/{len(runs)}] {jobs.progress(rec)}")
+        finally:
+            if len(results) < len(runs):
+                client.cancel(list(futures))  # a task already running finishes on its worker, under its run lock
+    return [results[i] for i in range(len(runs))]
