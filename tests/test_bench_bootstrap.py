@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolo_ema.bench import bootstrap
+from yolo_ema.bench import bootstrap, stats
 from yolo_ema.eval.metrics import evaluate_detections
 
 
@@ -88,7 +88,8 @@ def test_identical_detections_give_no_detectable_difference():
         if iv["lo"] is None:
             continue
         assert iv["lo"] <= 0 <= iv["hi"] and iv["diff"] == 0
-        assert iv["verdict"] == "no detectable difference"
+    assert all("verdict" not in iv for iv in res["per_seed"][0].values())  # one training: no verdict
+    assert all(iv["verdict"] == "no detectable difference" for iv in res["pooled"].values() if iv["lo"] is not None)
 
 
 def test_added_correct_boxes_give_an_interval_above_zero():
@@ -102,13 +103,15 @@ def test_added_correct_boxes_give_an_interval_above_zero():
     for k in ("AP", "AP50"):
         iv = res["pooled"][k]
         assert iv["lo"] > 0 and iv["verdict"] == "better", (k, iv)
+        assert iv["covers"] == stats.IMAGES_ONLY  # one seed: the interval speaks of these weights
     worse = _paired(gt, arm, base)["pooled"]["AP50"]
     assert worse["hi"] < 0 and worse["verdict"] == "worse"
 
 
-def test_interval_and_verdict_words():
-    iv = bootstrap.interval(0.01, np.linspace(-0.01, 0.03, 1001))
+def test_image_interval_and_verdict_words():
+    iv = stats.image_interval(0.01, np.linspace(-0.01, 0.03, 1001))
     assert iv["lo"] == pytest.approx(-0.009, abs=1e-9) and iv["hi"] == pytest.approx(0.029, abs=1e-9)
-    assert iv["verdict"] == "no detectable difference"
-    assert bootstrap.verdict(0.001, 0.02) == "better" and bootstrap.verdict(-0.02, -0.001) == "worse"
-    assert bootstrap.interval(float("nan"), np.array([np.nan]))["verdict"] == "n/a"
+    assert stats.verdict(iv["lo"], iv["hi"]) == "no detectable difference"
+    assert stats.verdict(0.001, 0.02) == "better" and stats.verdict(-0.02, -0.001) == "worse"
+    assert stats.image_interval(float("nan"), np.array([np.nan]))["lo"] is None
+    assert stats.seed_image_interval([float("nan")], np.zeros((1, 5)))["verdict"] == "n/a"

@@ -27,8 +27,9 @@ def _run(label, role, seed, ap, bucket_ap):
     }
 
 
-def _iv(diff, lo, hi, verdict):
-    return {"diff": diff, "lo": lo, "hi": hi, "verdict": verdict, "resamples": 1000}
+def _iv(diff, lo, hi, verdict, mde=0.092, need=40, covers=stats.SEEDS_AND_IMAGES):
+    return {"diff": diff, "lo": lo, "hi": hi, "verdict": verdict, "resamples": 1000, "mde": mde,
+            "seeds_for_1_point": need, "covers": covers}  # fmt: skip
 
 
 def _lat(ms):
@@ -85,11 +86,15 @@ def test_report_opens_with_the_answer_and_holds_every_arm(tmp_path):
     md = paths["md"].read_text()
     lines = md.splitlines()
     assert lines[0] == "# yolo-ema benchmark: yolov8n vs yolov8n-ema, yolov8n-ema-paper"
-    assert lines[2].startswith(
-        "- **yolov8n-ema** vs yolov8n (pooled over 3 seeds): COCO AP50 **better**: +9.00 (95% CI +5.00 to +13.00)"
+    assert lines[2] == (
+        "- **yolov8n-ema** vs yolov8n (3 seeds): **better** in COCO AP50, +9.00 (95% CI +5.00 to +13.00); this run "
+        "can detect differences above 9.2 COCO AP50 points; about 40 seeds would be needed for 1 point; COCO AP "
+        "better, +9.00 (95% CI +5.00 to +13.00)."
     )
-    assert lines[3].startswith("- **yolov8n-ema-paper** vs yolov8n") and "**no detectable difference**" in lines[3]
+    assert lines[3].startswith("- **yolov8n-ema-paper** vs yolov8n (3 seeds): **no detectable difference** in COCO")
     assert md.index("paired bootstrap") < md.index("](plot.png)") < md.index("## Differences") < md.index("## Accuracy")
+    assert "does not say the models are equal" in md and "covers training seeds and validation images" in md
+    assert "| yolov8n-ema | 1 | +9.00 (95% CI +5.00 to +13.00) |" in md  # per seed: interval, no verdict word
     assert "| COCO AP | 12.00 ± 2.00 (10.00–14.00) | 21.00 ± 1.00 (20.00–22.00) | 12.00 ± 1.00 (11.00–13.00) |" in md
     assert "| Latency 640×640 onnxruntime, median ms (IQR) | 30.00 (29.00–31.00) | 31.00" in md
     assert "](attention.png)" in md and "a caveat." in md
@@ -111,3 +116,19 @@ def test_injected_failure_leaves_the_old_report(tmp_path, monkeypatch):
         report.write(_results(), tmp_path)
     assert target.read_text() == '{"old": true}\n'
     assert sorted(os.listdir(tmp_path)) == ["report.json"]
+
+
+def test_one_seed_speaks_of_these_weights_and_the_control_reuses_the_baseline_cost(tmp_path):
+    res = _results()
+    one = {k: _iv(0.09, 0.05, 0.13, "better", need=None, covers=stats.IMAGES_ONLY) for k in report.BOOTSTRAPPED}
+    res["bootstrap"]["arms"] = {"yolov8n-ema": {"seeds": [0], "per_seed": [one], "pooled": one}}
+    md = report.markdown(report.build(res))
+    line = md.splitlines()[2]
+    assert line.startswith(
+        "- **these yolov8n-ema weights** vs these yolov8n weights (one training each: image sampling"
+    )
+    assert "training noise not measured" in line and "between these weights" in line and "seeds" not in line
+    res = _results()
+    res["runs"] += [{**r, "label": "yolov8n-control", "seed": 1000 + r["seed"]} for r in res["runs"][:3]]
+    md = report.markdown(report.build(res))  # no cost entry for the control: the cost table still shows the others
+    assert "| Parameters | 1,000 | 1,100 | 1,200 |" in md

@@ -3,6 +3,11 @@
 ``ema`` is EMA in the neck, ``ema-paper`` the authors' placement (after the backbone blocks at stride 16 and 32,
 factor 32), and any other shipped variant (``cbam``, ``c2f-ema``, ...) works the same way. The config is found by
 name as ``yolo train model=yolov8n-ema.yaml`` finds it (the scale letter is Ultralytics' to resolve).
+
+``control`` is the A/A control: the baseline's own config trained again with seeds disjoint from the baseline's
+(seed ``s`` becomes ``CONTROL_SEED_OFFSET + s``), paired with baseline seed ``s``. It differs from the baseline by
+training noise only, so its verdict shows the run's noise floor: a calibrated benchmark calls it "no detectable
+difference" (at most 5% of the time anything else).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import re
 from yolo_ema.bench.runner import BenchmarkError
 
 DEFAULT_ARMS = ("ema", "ema-paper")
+CONTROL = "control"
+CONTROL_SEED_OFFSET = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -67,5 +74,26 @@ def resolve(model: str, arms) -> dict:
         raise BenchmarkError(f"--arms has duplicates: {arms}")
     out = {model: baseline_config(model)}
     for a in arms:
-        out[f"{model}-{a}"] = arm_config(model, a)
+        out[f"{model}-{a}"] = out[model] if a == CONTROL else arm_config(model, a)
     return out
+
+
+def is_control(label: str) -> bool:
+    """Whether a model label is the A/A control arm (``yolov8n-control``)."""
+    return label.endswith(f"-{CONTROL}")
+
+
+def run_seed(label: str, seed: int) -> int:
+    """The training seed of ``label`` paired with baseline seed ``seed`` (the control's are disjoint)."""
+    return CONTROL_SEED_OFFSET + seed if is_control(label) else seed
+
+
+def check_seeds(seeds, arms) -> None:
+    """Seeds must be distinct and, with a control arm, below the control's offset (else they could meet)."""
+    if len(set(seeds)) != len(seeds):
+        raise BenchmarkError(f"--seeds has duplicates: {list(seeds)}")
+    if CONTROL in arms and any(not 0 <= s < CONTROL_SEED_OFFSET for s in seeds):
+        raise BenchmarkError(
+            f"--seeds {list(seeds)} with --arms {CONTROL}: give seeds in 0..{CONTROL_SEED_OFFSET - 1} (the control "
+            f"trains with seed + {CONTROL_SEED_OFFSET}, disjoint from the baseline's)"
+        )

@@ -1,10 +1,9 @@
-"""Paired bootstrap over validation images: a 95% interval for the difference arm minus baseline.
+"""Paired bootstrap over validation images: how arm minus baseline moves with the images drawn.
 
-Method (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13, percentile interval): draw the
-validation images with replacement ``B`` times; on each draw score *both* models on the same images, so the
-difference sees only how the models differ, not which images happened to be drawn. The 2.5% and 97.5% percentiles
-of the ``B`` differences are the 95% interval. Pooled over seeds, each draw's difference is the mean over seeds of
-the per-seed differences (the same drawn images for every seed).
+Method (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13): draw the validation images with
+replacement ``B`` times; on each draw score *both* models, at every seed, on the same images, so the difference sees
+only how the models differ, not which images happened to be drawn. Per seed this gives an image-only percentile
+interval; the verdict over seeds and images is :func:`yolo_ema.bench.stats.seed_image_interval`'s.
 
 AP inside the resampling is the maintained evaluator's (``faster_coco_eval``): it matches detections to ground
 truth once per image (``evaluate``, with ``separate_eval=True`` so its per-image results are kept), and each draw
@@ -21,6 +20,7 @@ import io
 
 import numpy as np
 
+from yolo_ema.bench import stats
 from yolo_ema.eval.gt import check_detections, drop_in_ignored, load_gt, truncate_per_image
 from yolo_ema.eval.metrics import (
     AREA_INF,
@@ -34,10 +34,16 @@ from yolo_ema.eval.metrics import (
 )
 
 RESAMPLES = 1000
-LEVEL = 0.95
 METHOD = (
-    "paired bootstrap over validation images ({b} resamples, 95% percentile interval; the same resampled images "
-    "scored for both models; AP re-accumulated by faster-coco-eval from its per-image matches)"
+    "95% interval of the mean difference over training seeds and validation images: Student's t on seeds - 1 "
+    "degrees of freedom, from the per-seed differences' variance plus the validation images' shared variance, the "
+    "latter from a paired bootstrap of the images ({b} resamples, the same resampled images scored for every model "
+    "and seed; AP re-accumulated by faster-coco-eval from its per-image matches)"
+)
+METHOD_ONE = (
+    "95% percentile interval of a paired bootstrap over validation images ({b} resamples, the same resampled "
+    "images scored for both models; AP re-accumulated by faster-coco-eval from its per-image matches); one training "
+    "per model, so training noise is not measured and the interval speaks of these weights only"
 )
 
 
@@ -152,11 +158,12 @@ class Scores:
 
 
 def paired(pairs: list[tuple[Scores, Scores]]) -> dict:
-    """Intervals of arm minus baseline, per seed and pooled, from (baseline, arm) :class:`Scores` per seed.
+    """Arm minus baseline from (baseline, arm) :class:`Scores` per seed, all scored on the same draws.
 
-    Every :class:`Scores` must come from the same draws. Returns ``{"per_seed": [{metric: interval}], "pooled":
-    {metric: interval}}``, each interval ``{diff, lo, hi, verdict, resamples}`` (``diff``: the difference on the
-    full set; pooled: the mean over seeds, per draw and on the full set).
+    Returns ``{"per_seed": [{metric: image interval}], "pooled": {metric: verdict interval}}``: per seed the
+    difference on the full set with its image-only percentile interval (no verdict: one training says nothing of
+    training noise), pooled the interval over seeds and images with its verdict and detectability
+    (:func:`yolo_ema.bench.stats.seed_image_interval`).
     """
     n = {s.boot.shape for pair in pairs for s in pair}
     if len(n) != 1:
@@ -164,25 +171,7 @@ def paired(pairs: list[tuple[Scores, Scores]]) -> dict:
     keys = pairs[0][0].keys
     full = np.array([[a.full[k] - b.full[k] for k in keys] for b, a in pairs])  # [S, metrics]
     boot = np.stack([a.boot - b.boot for b, a in pairs])  # [S, B, metrics]
-    per_seed = [{k: interval(full[s, j], boot[s, :, j]) for j, k in enumerate(keys)} for s in range(len(pairs))]
-    pooled = {k: interval(full[:, j].mean(), boot[:, :, j].mean(axis=0)) for j, k in enumerate(keys)}
+    per_seed = [{k: stats.image_interval(full[s, j], boot[s, :, j]) for j, k in enumerate(keys)}
+                for s in range(len(pairs))]  # fmt: skip
+    pooled = {k: stats.seed_image_interval(full[:, j], boot[:, :, j]) for j, k in enumerate(keys)}
     return {"per_seed": per_seed, "pooled": pooled}
-
-
-def interval(diff: float, samples: np.ndarray, level: float = LEVEL) -> dict:
-    """Percentile interval of bootstrap ``samples`` of a difference, and its verdict word."""
-    s = np.asarray(samples, float)
-    s = s[np.isfinite(s)]
-    if not s.size or not np.isfinite(diff):
-        return {"diff": None, "lo": None, "hi": None, "verdict": "n/a", "resamples": int(s.size)}
-    lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2])
-    return {"diff": float(diff), "lo": float(lo), "hi": float(hi), "verdict": verdict(lo, hi), "resamples": int(s.size)}
-
-
-def verdict(lo: float, hi: float) -> str:
-    """ "better" if the whole interval is above 0, "worse" if below, else "no detectable difference"."""
-    if lo > 0:
-        return "better"
-    if hi < 0:
-        return "worse"
-    return "no detectable difference"

@@ -96,9 +96,14 @@ def resolve_data(cfg: Config, log: Callable) -> Path:
 
 
 def plan(cfg: Config, models: dict) -> list[Run]:
-    """Training runs, paired by seed: for seed 0 the baseline then each arm, then seed 1, ..."""
+    """Training runs, paired by seed: for seed 0 the baseline then each arm, then seed 1, ... (the control arm
+    trains with its own disjoint seed, :func:`yolo_ema.bench.arms.run_seed`)."""
     roles = ["baseline"] + ["arm"] * (len(models) - 1)
-    return [Run(role, label, c, s) for s in cfg.seeds for role, (label, c) in zip(roles, models.items())]
+    return [
+        Run(role, label, c, arms.run_seed(label, s))
+        for s in cfg.seeds
+        for role, (label, c) in zip(roles, models.items())
+    ]
 
 
 def _given(cfg: Config) -> list[dict]:
@@ -179,8 +184,7 @@ def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = N
         raise BenchmarkError(
             f"--weights takes the baseline and at least one arm (BASE.pt ARM.pt ...), got {cfg.weights}"
         )
-    if len(set(cfg.seeds)) != len(cfg.seeds):
-        raise BenchmarkError(f"--seeds has duplicates: {cfg.seeds}")
+    arms.check_seeds(cfg.seeds, [] if cfg.weights else cfg.arms)
     models = arms.resolve(cfg.model, cfg.arms) if not cfg.weights else None
     prepared = resolve_data(cfg, log)
     jobs = cfg.jobs or default_jobs(cfg.device)
@@ -211,14 +215,15 @@ def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = N
     threads = set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
     first = {}
     for r in records:
-        first.setdefault(r["label"], r["weights"])  # each model's first-seed weights
+        if not arms.is_control(r["label"]):  # the control is the baseline's own model
+            first.setdefault(r["label"], r["weights"])  # each model's first-seed weights
     sizes = list(dict.fromkeys(cfg.latency_sizes or [cfg.imgsz, 640]))
     costs = cost.measure(first, sizes, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
                          progress=log)  # fmt: skip
     pictures = attention_picture(records, prepared, cfg, out, log)
     wall = time.perf_counter() - t0
     n_train = _train_images(prepared)
-    labels = list(first)
+    labels = list(dict.fromkeys(r["label"] for r in records))
     if cfg.weights:
         training = "not trained here: given weights"
     else:
@@ -270,11 +275,14 @@ def paired_stats(records: list[dict], cfg: Config) -> dict:
     """
     scores = {r["run"]: bootstrap.Scores.from_dict(r.pop("bootstrap")) for r in records}
     base = [r for r in records if r["role"] == "baseline"]
-    out = {"method": bootstrap.METHOD.format(b=cfg.resamples), "resamples": cfg.resamples, "arms": {}}
+    one = len({r["seed"] for r in base}) < 2
+    method = (bootstrap.METHOD_ONE if one else bootstrap.METHOD).format(b=cfg.resamples)
+    out = {"method": method, "resamples": cfg.resamples, "arms": {}}
     for label in dict.fromkeys(r["label"] for r in records if r["role"] != "baseline"):
         pairs, seeds = [], []
         for b in base:
-            arm = next((r for r in records if r["label"] == label and r["seed"] == b["seed"]), None)
+            seed = arms.run_seed(label, b["seed"])
+            arm = next((r for r in records if r["label"] == label and r["seed"] == seed), None)
             if arm is not None:
                 pairs.append((scores[b["run"]], scores[arm["run"]]))
                 seeds.append(b["seed"])

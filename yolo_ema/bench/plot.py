@@ -1,5 +1,6 @@
 """plot.png: left, AP by size bucket per model (bars: mean over seeds, whiskers: min–max, dots: seeds); right, each
-arm's difference from the baseline with its 95% paired-bootstrap interval, pooled over seeds."""
+arm's difference from the baseline with its 95% interval over training seeds and validation images
+(:func:`yolo_ema.bench.stats.seed_image_interval`)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,10 @@ def write(report: dict, path: str | Path) -> Path:
     fx.axvline(0, color="black", lw=0.8)
     fx.set_yticks(range(len(rows)), [name for _, name in rows])
     fx.invert_yaxis()
-    fx.set_xlabel("arm − baseline, AP points (95% paired-bootstrap interval)")
-    fx.set_title("Difference from the baseline, pooled over seeds", fontsize=10)
+    covers = next((iv.get("covers") for r in arms.values() for iv in r["pooled"].values() if iv.get("covers")), "")
+    one = covers.startswith("validation images only")
+    fx.set_xlabel("arm − baseline, AP points (95% interval, " + ("images only)" if one else "seeds and images)"))
+    fx.set_title("Difference from the baseline" + ("" if one else ", mean over seeds"), fontsize=10)
     fx.grid(axis="x", alpha=0.3)
     if arms:
         fx.legend(fontsize=8)

@@ -10,8 +10,8 @@ Input is the benchmark's results dict::
      "pictures": {"attention": "attention.png", "arm": label, "images": [...]},
      "notes": ["caveat", ...]}
 
-The verdict words come from the bootstrap intervals (:mod:`yolo_ema.bench.bootstrap`); the seed mean, spread and
-range are shown beside them. All files are written atomically.
+The verdict words come from the intervals over seeds and images (:mod:`yolo_ema.bench.stats`); the seed mean,
+spread and range are shown beside them. All files are written atomically.
 """
 
 from __future__ import annotations
@@ -87,21 +87,50 @@ def interval_text(iv: dict) -> str:
     return f"{pts(iv['diff'])} (95% CI {pts(iv['lo'])} to {pts(iv['hi'])})"
 
 
+def detectability_text(iv: dict, metric: str) -> str:
+    """``this run can detect differences above 9.0 AP50 points; about 40 seeds would be needed for 1 point``."""
+    if iv.get("mde") is None:
+        return ""
+    text = f"this run can detect differences above {100 * iv['mde']:.1f} {metric} points"
+    if iv.get("covers") != stats.SEEDS_AND_IMAGES:
+        return text + " between these weights"
+    need = iv.get("seeds_for_1_point")
+    if need is None:
+        return text + "; no number of seeds would reach 1 point on this validation set (more images needed)"
+    return text + f"; about {need} seeds would be needed for 1 point"
+
+
 def answer_lines(report: dict) -> list[str]:
-    """One line per arm: the verdict and interval of each headline metric, pooled over seeds."""
+    """One line per arm: the headline verdict with its interval and what the run could detect, then the other
+    headline metrics."""
     boot = report.get("bootstrap") or {}
     base = models(report)[0]
     lines = []
     for arm, res in (boot.get("arms") or {}).items():
         n = len(res.get("seeds", []))
-        parts = []
-        for k in HEADLINE:
-            iv = res["pooled"].get(k)
-            if iv:
-                parts.append(f"{METRICS[k][0]} **{iv['verdict']}**: {interval_text(iv)} points")
-        over = f"pooled over {n} seeds" if n > 1 else "one seed"
-        lines.append(f"- **{arm}** vs {base} ({over}): " + "; ".join(parts) + ".")
+        ivs = [(k, res["pooled"][k]) for k in HEADLINE if res["pooled"].get(k)]
+        if not ivs:
+            continue
+        (k0, iv0), rest = ivs[0], ivs[1:]
+        name = METRICS[k0][0]
+        if n > 1:
+            head = f"- **{arm}** vs {base} ({n} seeds): **{iv0['verdict']}** in {name}, {interval_text(iv0)}"
+        else:
+            head = (f"- **these {arm} weights** vs these {base} weights (one training each: image sampling only, "
+                    f"training noise not measured): **{iv0['verdict']}** in {name}, {interval_text(iv0)}")  # fmt: skip
+        parts = [head, detectability_text(iv0, name)]
+        parts += [f"{METRICS[k][0]} {iv['verdict']}, {interval_text(iv)}" for k, iv in rest]
+        lines.append("; ".join(p for p in parts if p) + ".")
     return lines
+
+
+MEANING = (
+    'What a verdict means: "better"/"worse" says the whole 95% interval of the difference lies above/below 0, '
+    "where the interval covers {covers}; at most 5% of benchmarks in which nothing differs say either word (checked "
+    'by simulation, and by the `control` arm: the baseline trained again with other seeds). "no detectable '
+    'difference" does not say the models are equal: a difference smaller than the detectable size printed beside '
+    "it can hide in this run's noise. The verdict speaks of this data, this schedule and these settings."
+)
 
 
 def build(results: dict) -> dict:
@@ -117,9 +146,10 @@ def markdown(report: dict) -> str:
     lines = [f"# yolo-ema benchmark: {labels[0]} vs {', '.join(labels[1:])}", ""]
     lines += answer_lines(report)
     if boot.get("method"):
-        lines += ["", f"Verdicts and intervals: {boot['method']}. \"better\"/\"worse\": the whole 95% interval of the "
-                  "difference lies above/below 0; otherwise \"no detectable difference\". Differences in AP points "
-                  "(x100)."]  # fmt: skip
+        covers = next((iv.get("covers") for a in (boot.get("arms") or {}).values() for iv in a["pooled"].values()
+                       if iv.get("covers")), stats.SEEDS_AND_IMAGES)  # fmt: skip
+        lines += ["", f"Intervals: {boot['method']}. Differences in AP points (x100).", "",
+                  MEANING.format(covers=covers)]  # fmt: skip
     lines += ["", "![AP by object size, and each arm's difference with its 95% interval](plot.png)", ""]
     facts = [
         ("Data", f"{b.get('data')} ({b.get('data_dir')}), evaluated on split `{b.get('split')}`"),
@@ -152,18 +182,23 @@ def _difference_lines(report: dict) -> list[str]:
     arms = (report.get("bootstrap") or {}).get("arms") or {}
     if not arms:
         return []
-    lines = ["", "## Differences from the baseline (pooled over seeds; points, 95% interval, verdict)", ""]
-    lines += ["| Metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    lines = ["", "## Differences from the baseline (points, 95% interval, verdict; detectable effect, seeds for 1 point)",
+             "", "| Metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]  # fmt: skip
     for k in BOOTSTRAPPED:
         cells = []
         for res in arms.values():
             iv = res["pooled"].get(k) or {}
-            cells.append(f"{interval_text(iv)} {iv.get('verdict', '')}".strip())
+            cell = f"{interval_text(iv)} {iv.get('verdict', '')}".strip()
+            if iv.get("mde") is not None:
+                need = iv.get("seeds_for_1_point")
+                cell += f"; detects > {100 * iv['mde']:.1f}" + (f", {need} seeds for 1" if need else "")
+            cells.append(cell)
         lines.append(f"| {METRICS[k][0]} | " + " | ".join(cells) + " |")
-    lines += ["", "Per seed (AP50 / AP):", "", "| Arm | Seed | AP50 | AP |", "|---|---:|---|---|"]
+    lines += ["", "Per seed, on this seed's trainings only (validation-image interval: no verdict, as one training "
+              "says nothing of training noise):", "", "| Arm | Seed | AP50 | AP |", "|---|---:|---|---|"]  # fmt: skip
     for arm, res in arms.items():
         for seed, per in zip(res["seeds"], res["per_seed"]):
-            cells = [f"{interval_text(per[k])} {per[k]['verdict']}" for k in ("AP50", "AP")]
+            cells = [interval_text(per[k]) for k in ("AP50", "AP")]
             lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + " |")
     return lines
 
@@ -209,8 +244,9 @@ def _lat(t: dict | None) -> str:
 
 
 def _cost_lines(report: dict) -> list[str]:
-    cost, labels = report.get("cost") or {}, report["models"]
-    if not all(lab in cost for lab in labels):
+    cost = report.get("cost") or {}
+    labels = [lab for lab in report["models"] if lab in cost]  # the control arm is the baseline's model
+    if not labels or labels[0] != report["models"][0]:
         return []
     c0 = cost[labels[0]]
     imgsz = c0.get("imgsz")
