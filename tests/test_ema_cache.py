@@ -180,34 +180,3 @@ def test_ultralytics_fuse_of_model_with_ema():
         assert (model(x)[0] - before).abs().max().item() <= 1e-3 * before.abs().max().item()
     half = copy.deepcopy(model).half().float()  # what Model.save() stores, loaded back
     assert _check_ema_layers(half, x) == 3
-
-
-def test_small_input_single_thread_path_restores_threads_and_matches(monkeypatch):
-    """Small eager inputs run on one intra-op thread; the caller's thread count comes back, even after an error."""
-    import yolo_ema.nn.ema as ema_module
-
-    m, x = _ema(), _x()
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        seen = []
-        real = ema_module._attention_fast
-
-        def spy(*a):
-            seen.append(torch.get_num_threads())
-            return real(*a)
-
-        monkeypatch.setattr(ema_module, "_attention_fast", spy)
-        assert_matches_paper(m, x)  # serial path (x is far below SERIAL_NUMEL)
-        monkeypatch.setattr(ema_module, "SERIAL_NUMEL", 0)
-        assert_matches_paper(m, x)  # multi-threaded path
-        assert torch.get_num_threads() == 2
-        if ema_module._openmp():
-            assert seen == [1, 1, 2, 2]
-        monkeypatch.setattr(ema_module, "SERIAL_NUMEL", 1 << 17)
-        monkeypatch.setattr(ema_module, "_attention_fast", lambda *a: 1 / 0)
-        with pytest.raises(ZeroDivisionError), torch.inference_mode():
-            m(x)
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)

@@ -136,7 +136,7 @@ def test_functional_path_gradients_match_custom_backward():
     x = torch.randn(2, 64, 7, 9, dtype=torch.float64)
     g = torch.randn_like(x)
     grads = []
-    for fn in (ours, ours._forward_functional):
+    for fn in (ours, ours._forward_graph):
         ours.zero_grad()
         xi = x.clone().requires_grad_(True)
         fn(xi).backward(g)
@@ -291,3 +291,60 @@ def test_channels_last_input_and_gradient():
     out_o, got = _grads(ours, x, g)
     assert (out_r - out_o).abs().max().item() <= TOL
     assert (expected["input"] - got["input"]).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 7, 5), (2, 8, 1, 4), (1, 8, 3, 1), (1, 8, 2, 2)])
+def test_identity_b_tap_features_give_conv3x3_mean(shape):
+    """The nine pooled numbers and the folded weight give the spatial mean of the zero-padded 3x3 convolution."""
+    from yolo_ema.nn.ema import corners, tap_features, tap_weight
+
+    x = torch.randn(shape, dtype=torch.float64)
+    conv = nn.Conv2d(shape[1], 5, 3, padding=1).double()
+    expected = conv(x).mean((2, 3))  # (N, 5)
+    feats = tap_features(x.mean(3), x.mean(2), corners(x)).flatten(1)  # (N, C*9)
+    got = feats @ tap_weight(conv.weight).flatten(1).t() + conv.bias
+    assert (got - expected).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("shape", [(0, 64, 9, 7), (0, 64, 1, 1), (2, 64, 0, 5)])
+def test_empty_batch_gives_empty_output(shape):
+    _, ours = make_pair(64, 8)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        assert ours(x).shape == shape
+    xg = x.clone().requires_grad_(True)
+    out = ours(xg)
+    out.sum().backward()
+    assert out.shape == shape and xg.grad.shape == shape
+
+
+def test_graph_path_matches_official_at_every_shape():
+    """The export/compile graph alone (grouped convolutions, InstanceNormalization) against the official layout;
+    outputs up to ~8 in magnitude, so the fp32 tolerance is relative."""
+    for shape, factor in SHAPES:
+        ref, ours = make_pair(shape[1], factor)
+        x = torch.randn(shape) * 2 + 0.5
+        with torch.no_grad():
+            expected = ref(x)
+            err = (ours._forward_graph(x) - expected).abs().max().item()
+        assert err <= TOL * max(1.0, expected.abs().max().item()), shape  # fp32 roundoff of outputs up to ~8
+
+
+def test_concurrent_python_threads_leave_thread_count_and_match():
+    """Several Python threads running inference at once: same outputs as alone, the process' thread count untouched."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ref, ours = make_pair(64, 8)
+    xs = [torch.randn(1 + i % 3, 64, 5 + i, 9) for i in range(12)]
+    with torch.no_grad():
+        expected = [ref(x) for x in xs]
+    before = torch.get_num_threads()
+
+    def run(i: int) -> float:
+        with torch.inference_mode():
+            return (ours(xs[i]) - expected[i]).abs().max().item()
+
+    with ThreadPoolExecutor(4) as pool:
+        errs = list(pool.map(run, list(range(len(xs))) * 3))
+    assert max(errs) <= TOL
+    assert torch.get_num_threads() == before

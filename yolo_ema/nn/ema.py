@@ -18,15 +18,14 @@ Parameters and state_dict keys follow the authors' implementation (``conv1x1.*``
 checkpoints load with ``strict=True``. Pooling is written as ``mean`` over an axis, which exports to ONNX with dynamic
 spatial sizes (adaptive pooling does not).
 
-Three execution paths share the same algebra: eager inference (in-place temporaries), eager training (a custom autograd
-function that saves only the input and the parameters, recomputes the full-size intermediates in backward and
-back-propagates the small per-channel graph with autograd) and a purely functional graph used while tracing,
-exporting or compiling.
+Two implementations of the same algebra: the eager one (:func:`_attention`, in-place temporaries), used for inference
+and by training's custom autograd function (which saves only the input and the parameters, recomputes the full-size
+intermediates in backward and back-propagates the small per-channel graph with autograd); and one graph of standard
+operators (:meth:`EMA._forward_graph`) used while tracing, exporting (ONNX, OpenVINO, TorchScript, NCNN, CoreML, ...)
+or compiling.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 from torch import nn
@@ -49,44 +48,58 @@ def check_factor(channels: int, factor: int) -> None:
         )
 
 
-def conv3x3_mean(
-    x_h: torch.Tensor, x_w: torch.Tensor, corners: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
-) -> torch.Tensor:
-    """Spatial mean of ``conv2d(gx, weight, bias, padding=1)`` without computing the convolution.
+def tap_features(x_h: torch.Tensor, x_w: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """The nine per-channel numbers identity (b) needs: [total mean, last and first row sum, last and first column
+    sum, the corners (H-1, W-1), (H-1, 0), (0, W-1), (0, 0)], each divided by H*W.
 
-    Tap (i, j) of a zero-padded 3x3 kernel misses the last input row (i=0) or the first (i=2), and likewise a column
-    (j=0: last, j=2: first); where it misses both, the shared corner was subtracted twice and is added back.
-
-    Args:
-        x_h: ``gx.mean(3)`` (N, Cin, H).
-        x_w: ``gx.mean(2)`` (N, Cin, W).
-        corners: ``gx`` at rows (H-1, 0) x columns (W-1, 0), see :func:`_corners` (N, Cin, 2, 2).
-        weight: (Cout, Cin, 3, 3). bias: (Cout,).
-
-    Returns:
-        (N, Cout) spatial mean of the convolution output.
+    Shapes: x_h ``x.mean(3)`` (N, C, H), x_w ``x.mean(2)`` (N, C, W), corners :func:`corners` (N, C, 2, 2)
+    -> (N, C, 9).
     """
     h, w = x_h.shape[-1], x_w.shape[-1]
-    m = x_h.mean(-1)  # (N, Cin) total mean
-    zero = torch.zeros_like(m)
-    miss_r = torch.stack([x_h[..., -1], zero, x_h[..., 0]], -1) / h  # (N, Cin, 3) share of the row tap i misses
-    miss_c = torch.stack([x_w[..., -1], zero, x_w[..., 0]], -1) / w  # (N, Cin, 3) share of the column tap j misses
-    taps = m[..., None, None] - miss_r.unsqueeze(-1) - miss_c.unsqueeze(-2)  # (N, Cin, 3, 3)
-    w_corner = torch.stack([weight[:, :, 0, 0], weight[:, :, 0, 2], weight[:, :, 2, 0], weight[:, :, 2, 2]], -1)
-    out = taps.flatten(1) @ weight.flatten(1).t()  # (N, Cout)
-    return out + (corners.flatten(1) / (h * w)) @ w_corner.flatten(1).t() + bias  # w_corner (Cout, Cin, 4)
+    rows = torch.cat([x_h[..., -1:], x_h[..., :1]], -1) / h  # (N, C, 2) last, first row
+    cols = torch.cat([x_w[..., -1:], x_w[..., :1]], -1) / w  # (N, C, 2) last, first column
+    return torch.cat([x_h.mean(-1, keepdim=True), rows, cols, corners.flatten(-2) / (h * w)], -1)
 
 
-def _corners(gx: torch.Tensor) -> torch.Tensor:
-    """``gx[..., (H-1, 0), (W-1, 0)]`` (N, C, 2, 2): the corner each of the four corner taps misses."""
-    rows = torch.cat([gx[:, :, -1:], gx[:, :, :1]], 2)  # (N, C, 2, W) last, first row
+def tap_weight(w3: torch.Tensor) -> torch.Tensor:
+    """(Cout, Cin, 9) weights that turn :func:`tap_features` into the spatial mean of a zero-padded 3x3 convolution,
+    identity (b): ``mean(conv2d(x, w3, b3, padding=1)) = tap_features . tap_weight(w3) + b3``.
+
+    Kernel row 0 (offset -1) never sees the last input row, row 2 the first; column 0 the last column, column 2 the
+    first; a corner tap misses one row and one column, so their shared corner, subtracted twice, comes back once.
+    """
+    return torch.stack(
+        [
+            w3.sum((2, 3)),  # every tap sees the whole input ...
+            -w3[:, :, 0].sum(-1),  # ... minus the last row (kernel row 0)
+            -w3[:, :, 2].sum(-1),  # ... minus the first row (kernel row 2)
+            -w3[..., 0].sum(-1),  # ... minus the last column (kernel column 0)
+            -w3[..., 2].sum(-1),  # ... minus the first column (kernel column 2)
+            w3[:, :, 0, 0],  # corner (H-1, W-1)
+            w3[:, :, 0, 2],  # corner (H-1, 0)
+            w3[:, :, 2, 0],  # corner (0, W-1)
+            w3[:, :, 2, 2],  # corner (0, 0)
+        ],
+        -1,
+    )
+
+
+def corners(x: torch.Tensor) -> torch.Tensor:
+    """``x[..., (H-1, 0), (W-1, 0)]`` (N, C, 2, 2): the corner each of the four corner taps misses."""
+    rows = torch.cat([x[:, :, -1:], x[:, :, :1]], 2)  # (N, C, 2, W) last, first row
     return torch.cat([rows[..., -1:], rows[..., :1]], 3)  # (N, C, 2, 2)
+
+
+def collapsed_taps(w3: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Identity (a): ``s1 . conv3x3(gx)`` is one convolution with a single output channel; its (Cin, 3, 3) weight
+    ``sum_c softmax(beta)_c W_c``."""
+    return (beta.softmax(0).view(-1, 1, 1, 1) * w3).sum(0)  # (Cin, 3, 3)
 
 
 def _descriptors(
     x_h: torch.Tensor,
     x_w: torch.Tensor,
-    corners: torch.Tensor,
+    corner: torch.Tensor,
     w1: torch.Tensor,
     b1: torch.Tensor,
     w3: torch.Tensor,
@@ -94,10 +107,11 @@ def _descriptors(
     gamma: torch.Tensor,
     beta: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Everything EMA needs that is no larger than (BG, Cg, H+W): the directional gates ``a``, the collapsed 3x3
-    taps ``w9``, the GroupNorm branch's channel weights ``q = s2 * gamma`` and the per-group constant.
+    """Everything EMA needs that is no larger than (BG, Cg, H+W), differentiable (the hand-written backward runs
+    autograd through it): the directional gates ``a``, the collapsed 3x3 taps ``w9``, the GroupNorm branch's channel
+    weights ``q = s2 * gamma`` and the per-group constant ``s2 . beta + s1 . b3``.
 
-    Shapes: x_h (N, Cg, H), x_w (N, Cg, W), corners (N, Cg, 2, 2) -> a (N, Cg, H+W), w9 (9, Cg), q (N, Cg),
+    Shapes: x_h (N, Cg, H), x_w (N, Cg, W), corner (N, Cg, 2, 2) -> a (N, Cg, H+W), w9 (9, Cg), q (N, Cg),
     const (N, 1, 1, 1).
     """
     n, cg = x_h.shape[:2]
@@ -106,41 +120,27 @@ def _descriptors(
     # batch2 on CPU, so this is matmul + bias.)
     a = (torch.matmul(w1.view(cg, cg), pooled) + b1.view(1, cg, 1)).sigmoid()  # (N, Cg, H+W)
     s1 = beta.softmax(0)  # (Cg,) softmax of the spatial mean of the GroupNorm output, identity (a)
-    s2 = conv3x3_mean(x_h, x_w, corners, w3, b3).softmax(1)  # (N, Cg), identity (b)
-    w9 = (s1[:, None, None, None] * w3).sum(0).permute(1, 2, 0).reshape(9, cg)  # (9, Cg) collapsed taps
+    feats = tap_features(x_h, x_w, corner).flatten(1)  # (N, Cg*9)
+    s2 = (feats @ tap_weight(w3).flatten(1).t() + b3).softmax(1)  # (N, Cg), identity (b)
+    w9 = collapsed_taps(w3, beta).reshape(cg, 9).t()  # (9, Cg)
     q = s2 * gamma  # (N, Cg)
     const = ((s2 * beta).sum(1) + (s1 * b3).sum()).view(n, 1, 1, 1)  # (N, 1, 1, 1)
     return a, w9, q, const
 
 
-_TAPS = tuple((i - 1, j - 1) for i in range(3) for j in range(3))  # (row, column) offset of kernel tap 3 * i + j
-
-
-def shift_sum(u: torch.Tensor) -> torch.Tensor:
-    """``out[n, 0, h, w] = sum_k u[n, k, h + di_k, w + dj_k]`` (zero outside): the tap sum of a 3x3 convolution
-    whose per-tap channel contractions ``u`` (N, 9, H, W) are already taken. Functional (pad + slices), for export."""
-    up = F.pad(u, (1, 1, 1, 1))  # (N, 9, H+2, W+2)
-    ends = (slice(0, -2), slice(1, -1), slice(2, None))
-    out = up[:, 4:5, 1:-1, 1:-1]  # (N, 1, H, W) centre tap
-    for k, (di, dj) in enumerate(_TAPS):
-        if k != 4:
-            out = out + up[:, k : k + 1, ends[di + 1], ends[dj + 1]]
-    return out
-
-
 def _taps_view(p: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(N, K, 3, 3, H, W) strided view of a zero-padded (N, K, 9 or 1, H+2, W+2) tensor ``p``: window (i, j) of
-    plane ``3 * i + j`` (or of the single plane). One view instead of nine slices."""
-    n, k, planes = p.shape[:3]
-    sn, sk, sp, sh, sw = p.stride()
-    tap = sp if planes == 9 else 0
-    return p.as_strided((n, k, 3, 3, h, w), (sn, sk, 3 * tap + sh, tap + sw, sh, sw), p.storage_offset())
+    """(N, K, 3, 3, H, W) strided view of a zero-padded (N, K, 1, H+2, W+2) tensor ``p``: window (i, j) of the
+    single plane. One view instead of nine slices."""
+    n, k = p.shape[:2]
+    sn, sk, _, sh, sw = p.stride()
+    return p.as_strided((n, k, 3, 3, h, w), (sn, sk, sh, sw, sh, sw), p.storage_offset())
 
 
 def _shift_sum_(u: torch.Tensor) -> torch.Tensor:
-    """Eager :func:`shift_sum` in two separable passes of in-place window adds (no padded copy): the three kernel rows
-    are summed for all three kernel columns at once, then the three columns. Six kernels instead of nine; ``add_`` on
-    window views (an indexed ``+=`` would also copy each window back onto itself)."""
+    """``out[n, 0, h, w] = sum_k u[n, k, h + di_k, w + dj_k]`` (zero outside, tap k = 3 * (di + 1) + dj + 1): the tap
+    sum of a 3x3 convolution whose per-tap channel contractions ``u`` (N, 9, H, W) are already taken. Two separable
+    passes of in-place window adds (no padded copy): the three kernel rows are summed for all three kernel columns at
+    once, then the three columns; ``add_`` on window views (an indexed ``+=`` would also copy each window back)."""
     r = u[:, 3:6].clone()  # (N, 3, H, W) middle kernel row (di = 0), one plane per kernel column
     r[:, :, 1:].add_(u[:, 0:3, :-1])  # top kernel row (di = -1) reads the input row above
     r[:, :, :-1].add_(u[:, 6:9, 1:])  # bottom kernel row (di = +1) reads the row below
@@ -151,7 +151,7 @@ def _shift_sum_(u: torch.Tensor) -> torch.Tensor:
 
 
 def _shift_sum_backward(g: torch.Tensor) -> torch.Tensor:
-    """Gradient of :func:`shift_sum` w.r.t. ``u``: tap (i, j) receives the output gradient shifted back, i.e. window
+    """Gradient of :func:`_shift_sum_` w.r.t. ``u``: tap (i, j) receives the output gradient shifted back, i.e. window
     (2 - i, 2 - j) of the padded gradient (N, 9, H, W)."""
     n, _, h, w = g.shape
     gp = F.pad(g, (1, 1, 1, 1)).unsqueeze(2)  # (N, 1, 1, H+2, W+2)
@@ -180,79 +180,27 @@ def _split_gates(a: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.T
     return a_h.unsqueeze(3), a_w.unsqueeze(2)
 
 
-def _attention_eager(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float):
-    """Eager, no autograd: the (N, 1, H, W) attention map and what backward reuses."""
-    n, cg, h, w = gx.shape
-    x_h, x_w, corners = gx.mean(3), gx.mean(2), _corners(gx)  # (N, Cg, H), (N, Cg, W), (N, Cg, 2, 2)
-    a, w9, q, const = _descriptors(x_h, x_w, corners, *params)
-    a_h, a_w = _split_gates(a, h, w)
-    u = torch.bmm(w9.expand(n, 9, cg), gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (N, 9, H, W) per-tap sums
-    yc, _, rstd = _centred_gate(gx, a_h, a_w, eps)  # (N, Cg, H, W)
-    att = _shift_sum_(u).view(n, 1, h * w)  # (N, 1, HW) = s1 . conv3x3(gx)
-    del u
-    att.baddbmm_((q * rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - const
-    att = att.view(n, 1, h, w).add_(const).sigmoid_()  # (N, 1, H, W)
-    return att, yc, rstd, (x_h, x_w, corners, a, w9, q, const)
-
-
-@functools.lru_cache(maxsize=64)
-def _tap_constants(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shape-only constants of :func:`_tap_means` (no parameter enters them, so caching them is always valid):
-    flat indices of the corners (H-1, W-1), (H-1, 0), (0, W-1), (0, 0), and the (9 features, 9 taps) matrix that turns
-    [total mean, last row, first row, last column, first column, four corners] into each tap's window mean."""
-    t = [[0.0] * 9 for _ in range(9)]  # t[feature][tap], tap = 3 * i + j
-    for i in range(3):
-        for j in range(3):
-            k = 3 * i + j
-            t[0][k] = 1.0  # total mean
-            t[1][k] = -1.0 / h if i == 0 else 0.0  # tap row 0 misses the last input row
-            t[2][k] = -1.0 / h if i == 2 else 0.0  # tap row 2 misses the first input row
-            t[3][k] = -1.0 / w if j == 0 else 0.0  # tap column 0 misses the last input column
-            t[4][k] = -1.0 / w if j == 2 else 0.0  # tap column 2 misses the first input column
-    for f, k in zip(range(5, 9), (0, 2, 6, 8)):  # corner missed twice, added back once
-        t[f][k] = 1.0 / (h * w)
-    idx = torch.tensor([h * w - 1, (h - 1) * w, w - 1, 0], device=device)
-    return idx, torch.tensor(t, dtype=dtype, device=device)
-
-
-def _tap_means(gx: torch.Tensor, x_h: torch.Tensor, x_w: torch.Tensor) -> torch.Tensor:
-    """(N, Cin*9) mean of the zero-padded input window that each 3x3 tap sees, identity (b), in few kernels (eager);
-    ``tap_means @ conv3x3.weight.view(Cout, Cin*9).t() + bias`` is :func:`conv3x3_mean`."""
-    n, c, h, w = gx.shape
-    idx, t = _tap_constants(h, w, gx.dtype, gx.device)
-    corners = gx.reshape(n, c, h * w).index_select(2, idx)  # (N, Cin, 4) x[-1,-1], x[-1,0], x[0,-1], x[0,0]
-    f = torch.cat([x_h.mean(-1, keepdim=True), x_h[..., -1:], x_h[..., :1], x_w[..., -1:], x_w[..., :1], corners], 2)
-    return torch.matmul(f, t).view(n, c * 9)  # (N, Cin, 9 features) @ (9, 9 taps)
-
-
-def _attention_fast(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor:
-    """Eager, no autograd, fewest kernels: the (N, 1, H, W) attention map. The parameter-only algebra (s1, the
-    collapsed taps, s1 . b3) is recomputed on every call: a handful of tiny kernels, never stale."""
+def _attention(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float):
+    """Eager, no autograd, few kernels, in place where possible: the (N, 1, H, W) attention map, and what the
+    hand-written backward reuses (the centred gated input, its 1/std, the pooled inputs). The parameter-only algebra
+    (s1, the collapsed taps, s1 . b3) is recomputed on every call: a handful of tiny kernels, never stale."""
     w1, b1, w3, b3, gamma, beta = params
     n, cg, h, w = gx.shape
-    w3f = w3.reshape(cg, cg * 9)  # (Cout, Cin*9)
-    x_h, x_w = gx.mean(3), gx.mean(2)  # (N, Cg, H), (N, Cg, W)
+    x_h, x_w, corner = gx.mean(3), gx.mean(2), corners(gx)  # (N, Cg, H), (N, Cg, W), (N, Cg, 2, 2)
     a = torch.matmul(w1.reshape(cg, cg), torch.cat([x_h, x_w], 2))  # (N, Cg, H+W) conv1x1
     a_h, a_w = _split_gates(a.add_(b1.view(1, cg, 1)).sigmoid_(), h, w)
-    s2 = torch.addmm(b3, _tap_means(gx, x_h, x_w), w3f.t()).softmax(1)  # (N, Cg), identity (b)
+    feats = tap_features(x_h, x_w, corner).flatten(1)  # (N, Cg*9)
+    s2 = torch.addmm(b3, feats, tap_weight(w3).flatten(1).t()).softmax(1)  # (N, Cg), identity (b)
     s1 = beta.softmax(0)  # (Cg,) identity (a)
-    w9 = torch.mv(w3f.t(), s1).view(cg, 9).t()  # (9, Cg) collapsed taps sum_c s1_c W_c
+    w9 = collapsed_taps(w3, beta).reshape(cg, 9).t()  # (9, Cg)
     u = torch.matmul(w9, gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (N, 9, H, W) per-tap channel sums
     yc, _, rstd = _centred_gate(gx, a_h, a_w, eps)  # (N, Cg, H, W)
-    att = _shift_sum_(u).view(n, 1, h * w)  # (N, 1, HW) = s1 . conv3x3(gx)
+    att = _shift_sum_(u).view(n, 1, h * w)  # (N, 1, HW) = s1 . conv3x3(gx) - s1 . b3
     del u
-    att.baddbmm_((s2 * gamma).mul_(rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - const
+    att.baddbmm_((s2 * gamma).mul_(rstd).unsqueeze(1), yc.view(n, cg, h * w))  # += s2 . GroupNorm(y) - s2 . beta
     const = torch.addmv(torch.dot(s1, b3), s2, beta)  # (N,) s2 . beta + s1 . b3
-    return att.view(n, 1, h, w).add_(const.view(n, 1, 1, 1)).sigmoid_()  # (N, 1, H, W)
-
-
-SERIAL_NUMEL = 1 << 17  # eager inference on fewer input elements runs on one intra-op thread (CPU)
-
-
-@functools.cache
-def _openmp() -> bool:
-    """True when ATen's intra-op pool is OpenMP, where the thread count can change between calls at no cost."""
-    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+    att = att.view(n, 1, h, w).add_(const.view(n, 1, 1, 1)).sigmoid_()  # (N, 1, H, W)
+    return att, yc, rstd, (x_h, x_w, corner)
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -271,7 +219,7 @@ class _EMAFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, groups: int, eps: float, *params: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         gx = x.reshape(b * groups, c // groups, h, w).contiguous()  # (BG, Cg, H, W)
-        att = _attention_fast(gx, params, eps)
+        att = _attention(gx, params, eps)[0]
         ctx.save_for_backward(x, *params)
         ctx.groups, ctx.eps = groups, eps
         return (gx * att).view(b, c, h, w)
@@ -284,9 +232,9 @@ class _EMAFunction(torch.autograd.Function):
         n, cg, hw = b * ctx.groups, c // ctx.groups, h * w
         gx = x.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
         gout = grad.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
-        att, yc, rstd, (x_h, x_w, corners, _, _, _, _) = _attention_eager(gx, params, ctx.eps)
+        att, yc, rstd, pooled = _attention(gx, params, ctx.eps)
         with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(True) for t in (x_h, x_w, corners, *params)]
+            leaves = [t.detach().requires_grad_(True) for t in (*pooled, *params)]
             a, w9, q, const = _descriptors(*leaves)
         a_h, a_w = _split_gates(a.detach(), h, w)  # (BG, Cg, H, 1), (BG, Cg, 1, W)
         k = q.detach() * rstd  # (BG, Cg)
@@ -377,40 +325,54 @@ class EMA(EMAParameters):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eager inference runs :func:`_attention` on the caller's threads (no thread-count switch, so concurrent
+        callers never see each other's setting); training runs the custom autograd function; tracing, export and
+        torch.compile run :meth:`_forward_graph`. An empty batch gives an empty output of the input's shape."""
         b, c, h, w = x.shape
-        n, cg = b * self.groups, c // self.groups
+        if x.numel() == 0:
+            return x * 0  # (B, C, H, W) with B, H or W zero; keeps the autograd link
         params, eps = self._params(), self.gn.eps
         if _autocast_enabled(x.device.type):
             # the reductions and GroupNorm statistics stay in fp32 (as autocast does for group_norm); cast back at the end
             with torch.autocast(x.device.type, enabled=False):
                 return self.forward(x.float()).to(x.dtype)
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
-            return self._forward_functional(x)
+            return self._forward_graph(x)
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
             return _EMAFunction.apply(x, self.groups, eps, *params)
-        gx = x.reshape(n, cg, h, w).contiguous()  # (BG, Cg, H, W)
-        threads = torch.get_num_threads()
-        if threads == 1 or x.numel() >= SERIAL_NUMEL or x.device.type != "cpu" or not _openmp():
-            att = _attention_fast(gx, params, eps)  # (BG, 1, H, W), nothing derived from the parameters is kept
-            return (gx * att).view(b, c, h, w)
-        torch.set_num_threads(1)  # small input: ~40 tiny kernels, each thread hand-off costs more than it saves
-        try:
-            return (gx * _attention_fast(gx, params, eps)).view(b, c, h, w)
-        finally:
-            torch.set_num_threads(threads)
+        gx = x.reshape(b * self.groups, c // self.groups, h, w).contiguous()  # (BG, Cg, H, W)
+        return (gx * _attention(gx, params, eps)[0]).view(b, c, h, w)
 
-    def _forward_functional(self, x: torch.Tensor) -> torch.Tensor:
-        """Same algebra as the eager paths, out of place and without custom autograd: for tracing, ONNX export and
-        torch.compile (and a reference for the hand-written backward)."""
-        b, c, h, w = x.shape
-        n, cg = b * self.groups, c // self.groups
-        gx = x.reshape(n, cg, h, w)  # (BG, Cg, H, W)
-        a, w9, q, const = _descriptors(gx.mean(3), gx.mean(2), _corners(gx), *self._params())
-        a_h, a_w = _split_gates(a, h, w)  # (BG, Cg, H, 1), (BG, Cg, 1, W)
-        u = torch.matmul(w9, gx.reshape(n, cg, h * w)).view(n, 9, h, w)  # (BG, 9, H, W) per-tap channel sums
-        y = gx * a_w * a_h  # (BG, Cg, H, W)
-        yc = y - y.mean((2, 3), keepdim=True)  # (BG, Cg, H, W)
-        k = q * ((yc * yc).mean((2, 3)) + self.gn.eps).rsqrt()  # (BG, Cg)
-        z1 = torch.matmul(k.unsqueeze(1), yc.reshape(n, cg, h * w)).view(n, 1, h, w)  # s2 . GroupNorm(y) - const
-        att = (shift_sum(u) + z1 + const).sigmoid()  # (BG, 1, H, W)
-        return (gx * att).view(b, c, h, w)
+    def _forward_graph(self, x: torch.Tensor) -> torch.Tensor:
+        """The same algebra as one graph of standard operators, for tracing, every export format and torch.compile
+        (plain autograd; also the reference of the hand-written backward).
+
+        Written for what runtimes and converters handle well: grouped convolutions with weights that depend on the
+        parameters only (constant-folded at export: the block-diagonal 1x1 gate, the collapsed 3x3 taps of identity
+        (a) as a one-output-channel-per-group convolution, identity (b) as a 1x9 convolution of nine pooled numbers),
+        one InstanceNormalization for the GroupNorm statistics, no matrix product with constant weights (converters
+        turn those into ``linear``, which NCNN lacks) and no arithmetic on traced shapes (CoreML needs constant
+        sizes); reshapes use the module's own channel numbers and -1, so batch, height and width stay dynamic.
+        """
+        g, c = self.groups, self.channels
+        cg = c // g
+        w1, b1, w3, b3, gamma, beta = self._params()
+        x_h = x.mean(3, keepdim=True)  # (B, C, H, 1)
+        x_w = x.mean(2, keepdim=True)  # (B, C, 1, W)
+        w1g, b1g = w1.repeat(g, 1, 1, 1), b1.repeat(g)  # (C, Cg, 1, 1), (C,): conv1x1 of every group
+        y = x * F.conv2d(x_h, w1g, b1g, groups=g).sigmoid() * F.conv2d(x_w, w1g, b1g, groups=g).sigmoid()
+        yn = torch.instance_norm(y, None, None, None, None, True, 0.0, self.gn.eps, False)  # (B, C, H, W)
+        feats = tap_features(x_h.squeeze(3), x_w.squeeze(2), corners(x)).unsqueeze(2)  # (B, C, 1, 9)
+        w_tap = tap_weight(w3).unsqueeze(2).repeat(g, 1, 1, 1)  # (C, Cg, 1, 9)
+        s2 = F.conv2d(feats, w_tap, b3.repeat(g), groups=g)  # (B, C, 1, 1) spatial mean of conv3x3, identity (b)
+        s2 = s2.reshape(-1, g, cg).softmax(2).reshape(-1, c, 1, 1)  # (B, C, 1, 1) softmax within each group
+        w9 = collapsed_taps(w3, beta).unsqueeze(0).repeat(g, 1, 1, 1)  # (G, Cg, 3, 3) identity (a)
+        b9 = (beta.softmax(0) * b3).sum().reshape(1).repeat(g)  # (G,) s1 . b3
+        gn_w = gamma.view(1, cg, 1, 1).repeat(g, 1, 1, 1)  # (G, Cg, 1, 1)
+        gn_b = beta.view(1, cg, 1, 1).repeat(g, 1, 1, 1)  # (G, Cg, 1, 1)
+        logit = (
+            F.conv2d(x, w9, b9, padding=1, groups=g)  # s1 . conv3x3(x)
+            + F.conv2d(yn * s2, gn_w, groups=g)  # s2 . (gamma * normalized y) ...
+            + F.conv2d(s2, gn_b, groups=g)  # ... + s2 . beta
+        )  # (B, G, H, W)
+        return (x.unflatten(1, (g, cg)) * logit.sigmoid().unsqueeze(2)).flatten(1, 2)  # (B, C, H, W)
