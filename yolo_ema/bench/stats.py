@@ -93,8 +93,8 @@ def mde(se: float, df: float, level: float = LEVEL, power: float = POWER) -> flo
         return float((stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)) * se)
     crit = stats.t.ppf((1 + level) / 2, df)
 
-    def shortfall(ncp: float) -> float:
-        return stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp) - power
+    def shortfall(ncp: float) -> float:  # the far tail is negligible where scipy's nct.cdf gives NaN
+        return stats.nct.sf(crit, df, ncp) + np.nan_to_num(stats.nct.cdf(-crit, df, ncp)) - power
 
     hi = crit + stats.t.ppf(power, df) + 10
     while shortfall(hi) < 0:
