@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from yolo_ema.configs import (
-    LAYERS,
     ConfigError,
     Spec,
     config_dir,
@@ -18,6 +17,7 @@ from yolo_ema.configs import (
     shipped_specs,
     ultralytics_models_dir,
 )
+from yolo_ema.nn.registry import LAYERS
 
 SPECS = {s.name: s for s in shipped_specs()}
 SHIPPED = sorted(p.name for p in config_dir().glob("*.yaml"))

@@ -36,38 +36,10 @@ from pathlib import Path
 
 import yaml
 
+from yolo_ema.nn.registry import INBLOCK, LAYERS
+
 BLOCKS = ("C2f", "C3", "C3k2")  # the CSP blocks after which plugin rows go
 DOWNSAMPLE = ("Conv", "Focus")  # backbone rows that can halve the resolution (stride argument 2)
-
-# Plugin layers as YAML rows: name -> (who wrote it, row args at the neck, row args at the paper placement)
-LAYERS = {
-    "EMA": ("EMA attention (Ouyang et al., ICASSP 2023, arXiv:2305.13563)", [8], [32]),
-    "SE": ("SE squeeze-and-excitation (Hu et al., CVPR 2018, arXiv:1709.01507)", [], []),
-    "CBAM": ("CBAM (Woo et al., ECCV 2018, arXiv:1807.06521)", [], []),
-    "CA": ("CA coordinate attention (Hou et al., CVPR 2021, arXiv:2103.02907)", [], []),
-    "ECA": ("ECA (Wang et al., CVPR 2020, arXiv:1910.03151)", [], []),
-    "SA": ("SA shuffle attention (Zhang and Yang, ICASSP 2021, arXiv:2102.00240)", [16], [32]),
-    "SimAM": ("SimAM (Yang et al., ICML 2021, PMLR 139:11863)", [], []),
-}
-# In-block variants (yolo_ema.blocks): YAML name -> (the parent block it replaces, what it is)
-INBLOCK = {
-    "C2f_EMA": (
-        "C2f",
-        "C2f_EMA (C2f with EMA attention, Ouyang et al., ICASSP 2023, arXiv:2305.13563, on each "
-        "bottleneck's residual branch before the addition)",
-    ),
-    "C3k2_EMA": (
-        "C3k2",
-        "C3k2_EMA (C3k2 with EMA attention, Ouyang et al., ICASSP 2023, arXiv:2305.13563, on each "
-        "bottleneck's residual branch before the addition, also inside C3k)",
-    ),
-}
-ARG_NAMES = {"EMA": "factor", "SA": "groups"}
-ARG_NOTES = {  # what a row's args mean, said once in each header
-    "EMA": "EMA rows give only the factor (groups) {args}",
-    "SA": "SA rows give only the groups G {args} (2G must divide the channels at every scale; the EMA authors' "
-    "comparison code uses 32, the SA paper 64)",
-}
 
 FAMILIES = {  # family -> (Ultralytics baseline under cfg/models, title)
     "yolov5": ("v5/yolov5.yaml", "YOLOv5 (Ultralytics' anchor-free head)"),
@@ -329,7 +301,8 @@ def generate(spec: Spec, baseline_text: str | None = None) -> str:
         return _in_block(spec, lines, where)
     after = _placement(spec, lines, where)
     args = list(spec.args)
-    label = spec.layer + (f" ({ARG_NAMES.get(spec.layer, 'args')} {', '.join(map(str, args))})" if args else "")
+    named = ", ".join(f"{k} {v}" for k, v in zip(LAYERS[spec.layer].hyper, args))
+    label = spec.layer + (f" ({named})" if args else "")
     row = f"  - [-1, 1, {spec.layer}, {args}] # 0 {label} on the output above"
     out = _insert(lines, {k: [_parse_row(row, spec.name)] for k in after}, spec.head_reads, where)
     return _header(spec, out, after) + "\n" + _clean_scales(_render(out), spec.name)
@@ -337,7 +310,7 @@ def generate(spec: Spec, baseline_text: str | None = None) -> str:
 
 def _in_block(spec: Spec, lines: list, where: str) -> str:
     """Config text with every neck row of the variant's parent naming the variant instead (args unchanged)."""
-    parent, who = INBLOCK[spec.layer]
+    parent, who = INBLOCK[spec.layer].parent, INBLOCK[spec.layer].paper
     rows = [r for r in lines if isinstance(r, Row) and r.section == "head" and r.module == parent]
     if not rows:
         raise ConfigError(f"{where}: no {parent} row in the head to make {spec.layer}")
@@ -393,12 +366,12 @@ def _header(spec: Spec, out: list, after: list) -> str:
         "head-but-p5": f"after every head {blocks} but the P5 output",
         "head-input": f"after the last backbone stage ({blocks}), on the map {head} reads",
     }[spec.placement]
-    note = ARG_NOTES.get(spec.layer, "{layer} rows give only hyperparameters ({args})").format(
+    note = (LAYERS[spec.layer].note or "{layer} rows give only hyperparameters ({args})").format(
         layer=spec.layer, args=list(spec.args) or "none: the paper's defaults"
     )
     text = [
         spec.title,
-        f"{LAYERS[spec.layer][0]} {where}: rows {', '.join(map(str, inserted))}.",
+        f"{LAYERS[spec.layer].paper} {where}: rows {', '.join(map(str, inserted))}.",
         *spec.notes,
         *_provenance(spec),
         f"Input channels of plugin rows are inferred at every scale by the yolo-ema plugin; {note}.",
@@ -461,11 +434,10 @@ V5_P2_NOTES = (
 )
 
 
-TASKS = {  # Ultralytics task suffix -> (task, placement, EMA args, why EMA sits there)
+TASKS = {  # Ultralytics task suffix -> (task, placement, why EMA sits there); EMA's args at that placement
     "seg": (
         "instance segmentation",
         "neck",
-        (8,),
         "Why here: Segment predicts boxes, classes and mask coefficients from these three maps, and its Proto branch "
         "builds the masks from the P3 map, so EMA's per-pixel cross-spatial weights reach both the instance "
         "coefficients and the mask prototypes.",
@@ -473,14 +445,12 @@ TASKS = {  # Ultralytics task suffix -> (task, placement, EMA args, why EMA sits
     "pose": (
         "pose estimation",
         "neck",
-        (8,),
         "Why here: Pose regresses keypoints from these three maps; EMA's directional (H and W) pooling keeps position "
         "along each axis in its channel weights, the information keypoint offsets are read from.",
     ),
     "obb": (
         "oriented boxes",
         "neck",
-        (8,),
         "Why here: OBB predicts boxes and their angle from these three maps; aerial scenes (DOTA) are dominated by "
         "small, densely packed objects, and EMA re-weights the stride-8 map that finds them as well as the coarser "
         "ones.",
@@ -488,7 +458,6 @@ TASKS = {  # Ultralytics task suffix -> (task, placement, EMA args, why EMA sits
     "cls": (
         "classification",
         "head-input",
-        (32,),
         "Why here: Classify averages one map, the last backbone stage (stride 32), over all positions; EMA on that map "
         "re-weights the positions first, turning the global average pool into an attention-weighted pool. Factor 32 "
         "(the official default): the 256-1280 channels there give 8-40 channels per group at every scale.",
@@ -501,13 +470,13 @@ def task_specs() -> list:
     specs = []
     for family in ("yolov8", "yolo11"):
         baseline, title = FAMILIES[family]
-        for suffix, (task, placement, args, why) in TASKS.items():
+        for suffix, (task, placement, why) in TASKS.items():
             specs.append(
                 Spec(
                     f"{family}-{suffix}-ema.yaml",
                     baseline.replace(".yaml", f"-{suffix}.yaml"),
                     "EMA",
-                    args,
+                    LAYERS["EMA"].args[placement],
                     placement,
                     title=f"yolo-ema: {title} {task}; EMA where the {task} head reads",
                     notes=(why,),
@@ -524,7 +493,7 @@ def in_block_specs() -> list:
             FAMILIES[family][0],
             layer,
             placement="in-block",
-            title=f"yolo-ema: {FAMILIES[family][1]}; EMA inside the bottlenecks of the neck's {INBLOCK[layer][0]} blocks",
+            title=f"yolo-ema: {FAMILIES[family][1]}; EMA inside the bottlenecks of the neck's {INBLOCK[layer].parent} blocks",
         )
         for family, layer in (("yolov8", "C2f_EMA"), ("yolo11", "C3k2_EMA"))
     ]
@@ -535,14 +504,13 @@ def shipped_specs() -> list:
     specs = []
     for family, (baseline, title) in FAMILIES.items():
         for layer in ("EMA", *(a for a in LAYERS if a != "EMA")):
-            who, neck, paper = LAYERS[layer]
             v = layer.lower()
             specs.append(
                 Spec(
                     f"{family}-{v}.yaml",
                     baseline,
                     layer,
-                    tuple(neck),
+                    LAYERS[layer].args["neck"],
                     "neck",
                     title=f"yolo-ema: {title}; {layer} in the neck",
                 )
@@ -552,7 +520,7 @@ def shipped_specs() -> list:
                     f"{family}-{v}-paper.yaml",
                     baseline,
                     layer,
-                    tuple(paper),
+                    LAYERS[layer].args["paper"],
                     "paper",
                     title=f"yolo-ema: {title}; {layer} in the backbone (the EMA paper's placement)",
                 )
@@ -573,7 +541,7 @@ def shipped_specs() -> list:
             "yolov5-p2-ema-paper.yaml",
             "v5/yolov5.yaml",
             "EMA",
-            (32,),
+            LAYERS["EMA"].args["head-but-p5"],
             "head-but-p5",
             head_reads="block",
             title="yolo-ema: YOLOv5 with a P2 (stride 4) head and EMA, the EMA authors' VisDrone model",
@@ -617,6 +585,17 @@ def find_config(file) -> str | None:
     except FileNotFoundError:
         return None
     return str(path) if path.is_file() else None
+
+
+def with_shipped_configs(check_file):
+    """Ultralytics' ``check_file`` extended to find the shipped configs by bare name (after a local file, before its
+    own folders); the seam installs it."""
+
+    def check_file_or_shipped(file, *args, **kwargs):
+        found = find_config(file) if isinstance(file, (str, os.PathLike)) else None
+        return found or check_file(file, *args, **kwargs)
+
+    return check_file_or_shipped
 
 
 def user_names(scale: str = "s") -> list:

@@ -1,11 +1,14 @@
-"""Pure-torch layers (no Ultralytics import): EMA and the attentions it is compared with."""
+"""Pure-torch layers (no Ultralytics import): EMA and the attentions it is compared with.
 
-from yolo_ema.nn.ca import CA
-from yolo_ema.nn.cbam import CBAM
-from yolo_ema.nn.eca import ECA
-from yolo_ema.nn.ema import EMA
-from yolo_ema.nn.sa import SA
-from yolo_ema.nn.se import SE
-from yolo_ema.nn.simam import SimAM
+The layers are those of :data:`yolo_ema.nn.registry.LAYERS`, imported on first use (``from yolo_ema.nn import EMA``).
+"""
 
-__all__ = ["CA", "CBAM", "ECA", "EMA", "SA", "SE", "SimAM"]
+from yolo_ema.nn.registry import LAYERS
+
+__all__ = sorted(LAYERS)
+
+
+def __getattr__(name: str):
+    if name in LAYERS:
+        return LAYERS[name].cls
+    raise AttributeError(f"module 'yolo_ema.nn' has no attribute {name!r}")
