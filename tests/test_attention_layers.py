@@ -350,7 +350,7 @@ def test_gradcheck(make):
 
 STANDARD_OPS = {
     "Add", "Cast", "Clip", "Concat", "Constant", "Conv", "Div", "Flatten", "Gather", "Gemm", "HardSwish",
-    "Identity", "InstanceNormalization", "MatMul", "Mul", "ReduceMax", "ReduceMean", "ReduceSum", "Relu",
+    "Identity", "InstanceNormalization", "MatMul", "Mod", "Mul", "ReduceMax", "ReduceMean", "ReduceSum", "Relu",
     "Reshape", "Shape", "Sigmoid", "Slice", "Split", "Sub", "Transpose", "Unsqueeze",
 }  # fmt: skip
 

@@ -57,11 +57,12 @@ class SA(nn.Module):
         return f"channels={self.channels}, groups={self.groups}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        # Only constant sizes (C, G) enter the reshapes: no arithmetic on traced shapes, which converters such as
+        # coremltools cast to Python ints (its ``int`` op) and NCNN would bake in.
         cg = self.channels // (2 * self.groups)
-        g = x.reshape(-1, 2 * cg, h, w)  # (N*G, C/G, H, W)
+        g = x.unflatten(1, (self.groups, 2 * cg)).flatten(0, 1)  # (N*G, C/G, H, W)
         x0, x1 = g[:, :cg], g[:, cg:]  # (N*G, C/2G, H, W) each
         xc = x0 * (self.cweight * x0.mean((2, 3), keepdim=True) + self.cbias).sigmoid()  # channel branch
         xs = x1 * (self.sweight * self.gn(x1) + self.sbias).sigmoid()  # spatial branch
-        out = torch.cat([xc, xs], 1).reshape(b, c, h, w)  # (N, C, H, W)
-        return out.reshape(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)  # channel shuffle, 2 groups
+        out = torch.cat([xc, xs], 1).unflatten(0, (-1, self.groups)).flatten(1, 2)  # (N, C, H, W)
+        return out.unflatten(1, (2, self.channels // 2)).transpose(1, 2).flatten(1, 2)  # channel shuffle, 2 groups
