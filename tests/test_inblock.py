@@ -237,7 +237,7 @@ def test_importing_the_blocks_first_registers_everything(tmp_path):
     completes and the block classes are on the safe-load allow-list."""
     code = (
         "import yolo_ema.blocks, torch\n"
-        "from yolo_ema.ultralytics_plugin import registration_status\n"
+        "from yolo_ema.seam import registration_status\n"
         "s = registration_status(); assert s['registered'] and s['problem'] is None, s\n"
         "names = {c.__name__ for c in torch.serialization.get_safe_globals()}\n"
         "assert {'BottleneckEMA', 'C2f_EMA', 'C3k2_EMA', 'EMA'} <= names, names\n"

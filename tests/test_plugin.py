@@ -17,7 +17,8 @@ from ultralytics.nn.tasks import DetectionModel
 
 from yolo_ema import EMA, register
 from yolo_ema.configs import shipped_names
-from yolo_ema.ultralytics_plugin import PLUGIN_LAYERS, align_layers, is_plugin
+from yolo_ema.nn.registry import INBLOCK, LAYERS
+from yolo_ema.seam.transfer import align_layers, is_plugin
 
 FAMILIES = {  # EMA config -> (baseline yaml name at scale s, number of EMA rows)
     "yolov8-ema.yaml": ("yolov8{s}.yaml", 3),
@@ -266,7 +267,7 @@ def test_every_shipped_config_builds_by_bare_name_from_an_empty_folder(tmp_path)
     test_attention_e2e.py; here every other config: EMA at both placements, the VisDrone model, tasks, in-block.
     """
     names = [n for n in shipped_names() if not re.search(r"-(se|cbam|ca|eca|sa|simam)(-paper)?\.yaml$", n)]
-    code = BY_NAME.replace("PLUGIN", repr(set(PLUGIN_LAYERS) | {"C2f_EMA", "C3k2_EMA"}))
+    code = BY_NAME.replace("PLUGIN", repr(set(LAYERS) | set(INBLOCK)))
     local = tmp_path / "local"
     local.mkdir()
     (local / "yolov8-ema.yaml").write_text(  # a user's own file of a shipped name wins

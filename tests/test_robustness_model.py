@@ -14,7 +14,7 @@ import torch
 from conftest import CFG, REPO
 from ultralytics import YOLO
 
-from yolo_ema.ultralytics_plugin import IncompatibleUltralyticsError, check_parser
+from yolo_ema.seam.compat import STATE, IncompatibleUltralyticsError, check_parser
 
 
 def test_parser_shape_check_names_what_changed():
@@ -33,9 +33,7 @@ def test_parser_shape_check_names_what_changed():
 
 
 def test_incompatible_parser_fails_at_the_ema_row(monkeypatch):
-    from yolo_ema import ultralytics_plugin as plugin
-
-    monkeypatch.setitem(plugin._state, "problem", "ultralytics 9.0.0: parse_model changed")
+    monkeypatch.setitem(STATE, "problem", "ultralytics 9.0.0: parse_model changed")
     with pytest.raises(IncompatibleUltralyticsError, match="yolo-ema cannot build EMA rows: ultralytics 9.0.0"):
         YOLO(str(CFG / "yolov8n-ema.yaml"))
 

@@ -174,9 +174,9 @@ def test_nan_in_first_epoch_fails_loudly(tmp_path, monkeypatch):
     """Ultralytics 8.4.190 cannot recover NaN in the first epoch of a run (no earlier last.pt): it warns, carries on,
     and save_model()'s nan_to_num_ pass would write the NaN EMA-layer weight as exact zeros (finite but destroyed).
     yolo-ema's guard stops the run instead, naming the tensor, before any checkpoint is written."""
-    from yolo_ema.ultralytics_plugin import NonFiniteEMAError
+    from yolo_ema.seam import NonFinitePluginLayerError
 
-    with pytest.raises(NonFiniteEMAError, match=r"model\.16\.conv1x1\.weight.*would save them as zeros"):
+    with pytest.raises(NonFinitePluginLayerError, match=r"model\.16\.conv1x1\.weight.*would save them as zeros"):
         _train_with_nan(tmp_path, epochs=1, inject_epoch=0, monkeypatch=monkeypatch)
     assert not (tmp_path / "runs" / "nan" / "weights" / "last.pt").exists()
 

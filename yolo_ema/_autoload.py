@@ -1,7 +1,7 @@
 """Start-up hook (run from ``yolo_ema_autoload.pth`` in every interpreter): register EMA once Ultralytics loads.
 
 It installs a tiny ``sys.meta_path`` finder that waits for ``ultralytics.nn.tasks`` to be imported and then calls
-:func:`yolo_ema.ultralytics_plugin.register`. Nothing is imported here, so a process that never imports Ultralytics
+:func:`yolo_ema.seam.register`. Nothing is imported here, so a process that never imports Ultralytics
 never imports torch because of us. Set ``YOLO_EMA_AUTOLOAD=0`` to switch it off.
 """
 
@@ -41,7 +41,7 @@ class _RegisterAfterImport:
 
 def _register():
     try:
-        from yolo_ema.ultralytics_plugin import register
+        from yolo_ema.seam.registration import register  # the module: yolo_ema.seam may be loading Ultralytics
 
         register()
     except Exception as e:  # never break Ultralytics for users who do not use EMA
@@ -51,7 +51,7 @@ def _register():
 def _explain_disabled():
     """Switched off: register nothing, but let a YAML row naming EMA fail with a message that says why."""
     try:
-        from yolo_ema.ultralytics_plugin import install_disabled_notice
+        from yolo_ema.seam.registration import install_disabled_notice
 
         install_disabled_notice(ENV)
     except Exception:

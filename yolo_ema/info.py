@@ -33,9 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{dist:<13} {_version(dist)}")
     print(f"autoload      {'on' if enabled() else 'off'} ({ENV}={os.environ.get(ENV, '<unset>')})")
     if not args.no_register:
-        import ultralytics.nn.tasks  # noqa: F401  (the start-up hook registers EMA when this loads)
-
-        from yolo_ema.ultralytics_plugin import register, registration_status
+        from yolo_ema.seam import register, registration_status  # loads Ultralytics (the start-up hook registers)
 
         if not enabled():
             register()
