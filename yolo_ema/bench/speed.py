@@ -199,7 +199,7 @@ def build_models(scale: str) -> dict:
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    import yolo_ema.ultralytics_plugin as plugin
+    import yolo_ema.seam as plugin
     from yolo_ema.nn.ema import EMA
     from yolo_ema.nn.ema_paper import PaperEMA
     from yolo_ema.resources import package_path

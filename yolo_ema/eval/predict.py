@@ -19,10 +19,6 @@ PREDICT_DEFAULTS = {"conf": 0.001, "iou": 0.7, "max_det": 500}
 def _register_ema() -> None:
     """Make the EMA layer known to Ultralytics (EMA checkpoints and YAMLs need it); plain models do not."""
     try:
-        # Import the parser module first: with the autoload hook installed this import registers EMA itself, and
-        # calling register() before it would re-enter register() from inside the import (seen to deadlock).
-        import ultralytics.nn.tasks  # noqa: F401
-
         from yolo_ema import register
 
         register()
