@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "cfg"
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it), for a server or launcher a test starts."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_tiny_yolo_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64, seed: int = 0) -> Path:
     """A few images with coloured boxes and matching YOLO labels; returns the data YAML path."""
     import cv2

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CFG, REPO
+from conftest import CFG, REPO, free_port
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 
@@ -309,23 +309,25 @@ def test_torch_distributed_worker_knows_ema(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(
         "import os, sys, torch\n"
-        "assert 'yolo_ema' not in sys.modules or True\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('yolo_ema'))\n"
+        "assert loaded == ['yolo_ema', 'yolo_ema._autoload'], loaded  # only the lazy start-up hook, no plugin yet\n"
         f"state = torch.load({str(state)!r}, weights_only=False)\n"
         "from ultralytics.nn.tasks import DetectionModel\n"
         "m = DetectionModel('yolov8s-ema.yaml', verbose=False)  # by bare name, in a folder without it\n"
         "n = sum(type(x).__name__ == 'EMA' for x in m.modules())\n"
         "k = sum(type(x).__name__ == 'EMA' for x in state['model'].modules())\n"
-        "print('RANK', os.environ['RANK'], n, k)\n"
+        "print('RANK', os.environ['RANK'], n, k, 'yolo_ema.seam' in sys.modules)\n"
     )
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1"]
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", "29517", str(script)],
+        [*launch, "--master_port", str(free_port()), str(script)],  # a fixed port may be taken by another run
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "RANK 0 3 3" in r.stdout
+    assert "RANK 0 3 3 True" in r.stdout  # the start-up hook registered the plugin in the worker
 
 
 @pytest.mark.parametrize("autoload", ["1", "0"])
