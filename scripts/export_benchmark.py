@@ -1,9 +1,10 @@
 """EMA vs baseline after export: ONNX file size and onnxruntime CPU latency, interleaved.
 
 Both models are exported to ONNX with Ultralytics at the same settings (or given as .onnx), then timed in the same
-process on the same input: each round runs both sessions once, in alternating order (EMA first on even rounds,
-baseline first on odd ones), so load from other processes and CPU frequency drift hit both equally. The medians of
-the per-call wall times and their ratio (EMA / baseline) are printed, and written as JSON with ``--out``.
+process on the same input with :mod:`yolo_ema.bench.timing` (its interleaved loop and onnxruntime session): each
+round runs both sessions once, in alternating order, so load from other processes and CPU frequency drift hit both
+equally. The medians of the per-call wall times and the paired ratio EMA / baseline (median of per-round ratios, 95%
+interval) are printed, and written as JSON with ``--out``.
 
 Usage::
 
@@ -20,7 +21,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -58,33 +58,6 @@ def onnx_stats(path: Path) -> dict:
     return {"file": str(path), "bytes": path.stat().st_size, "params": params, "nodes": len(m.graph.node)}
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def interleaved_latency(sessions: dict, x, runs: int, warmup: int) -> dict[str, list[float]]:
-    """Per-call wall times in ms for each session, rounds alternating the order of the sessions."""
-    names = list(sessions)
-    feeds = {n: {s.get_inputs()[0].name: x} for n, s in sessions.items()}
-    for _ in range(warmup):
-        for n in names:
-            sessions[n].run(None, feeds[n])
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(runs):
-        for n in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            sessions[n].run(None, feeds[n])
-            times[n].append(1000 * (time.perf_counter() - t0))
-    return times
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ema", default="cfg/yolov8n-ema.yaml", help="EMA model: .yaml, .pt or .onnx")
@@ -103,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from yolo_ema.bench import timing
+
     with tempfile.TemporaryDirectory(prefix="yolo-ema-export-bench-") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -115,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export_benchmark: error: {e}", file=sys.stderr)
             return 2
         stats = {n: onnx_stats(f) for n, f in files.items()}
-        sessions = {n: session(f, args.threads) for n, f in files.items()}
         x = np.random.default_rng(0).random((args.batch, 3, args.imgsz, args.imgsz), dtype=np.float32)
-        times = interleaved_latency(sessions, x, args.runs, args.warmup)
+        samples = timing.onnxruntime_latency({n: str(f) for n, f in files.items()}, x, args.threads, args.runs,
+                                             args.warmup)  # fmt: skip
+        times = {n: [t * 1000 for t in v] for n, v in samples.items()}
 
     med = {n: statistics.median(t) for n, t in times.items()}
     result = {
@@ -129,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": {n: {**stats[n], "median_ms": med[n], "min_ms": min(times[n])} for n in files},
         "size_ratio": stats["ema"]["bytes"] / stats["base"]["bytes"],
         "latency_ratio": med["ema"] / med["base"],
+        "latency_ratio_paired": timing.ratio_interval(times["ema"], times["base"]),
     }
     print(f"onnxruntime CPU, input ({args.batch}, 3, {args.imgsz}, {args.imgsz}), {args.runs} interleaved rounds")
     print(f"{'model':<6}{'size MB':>10}{'params':>12}{'nodes':>8}{'median ms':>12}{'min ms':>10}")
@@ -139,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"size ratio EMA/baseline: {result['size_ratio']:.4f}")
     print(f"latency ratio EMA/baseline (medians): {result['latency_ratio']:.3f}")
+    iv = result["latency_ratio_paired"]
+    print(
+        f"latency ratio EMA/baseline (median of per-round ratios): {iv['ratio']:.3f} "
+        f"[95% interval {iv['lo']:.3f}, {iv['hi']:.3f}]"
+        + (" (wider than +-2 points: noise)" if timing.wide(iv) else "")
+    )
     if args.out:
         from yolo_ema.data import fsio
 

@@ -6,8 +6,12 @@
   Ultralytics' thop-based count (``model.info()``) hooks modules instead, so it can miss functional calls and does
   count some elementwise modules (GroupNorm, activations); both are reported. FLOPs are 2 x multiply-accumulates,
   as thop's GFLOPs are. FlopCounterMode does not count elementwise ops (sigmoid, softmax, normalisation).
-- Latency: the fused eval models run one after the other in the same process, interleaved (A B, B A, A B, ...) so
-  that machine noise hits both alike; after a warm-up, the median of N timed forward passes, batch 1 at ``imgsz``.
+- Latency: eager PyTorch on the fused eval models, and onnxruntime and OpenVINO on the files Ultralytics' own exporter
+  writes (``format="onnx"`` with its default simplification, ``format="openvino"``), batch 1 at ``imgsz``, fp32. The
+  models run one after the other in each round, interleaved (A B, B A, A B, ...), so that machine noise hits them
+  alike; each entry has the median and quartiles of N timed runs and, against the first model, the paired ratio
+  (median of per-round ratios) with its 95% interval (:func:`yolo_ema.bench.timing.ratio_interval`). Measured at the
+  configured thread count and at one thread.
 """
 
 from __future__ import annotations
@@ -136,11 +140,73 @@ def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: s
     return {k: timing.summary_ms(s) for k, s in samples.items()}
 
 
+def ultralytics_exports(models: dict, imgsz: int, fmt: str, folder) -> dict[str, str]:
+    """``{label: path}`` of the files ``YOLO(...).export(format=fmt, imgsz=imgsz)`` writes for each model (a weights
+    path, a ``YOLO`` or an ``nn.Module``), each from a float32 checkpoint of its fused-or-not model in ``folder``."""
+    from pathlib import Path
+
+    import torch
+    from ultralytics import YOLO
+
+    out = {}
+    for label, model in models.items():
+        pt = Path(folder) / f"{''.join(ch if ch.isalnum() else '_' for ch in label)}.pt"
+        if not pt.exists():
+            torch.save({"model": copy.deepcopy(load_model(model)).float().cpu()}, pt)
+        out[label] = str(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, batch=1, device="cpu"))
+    return out
+
+
+def exported_latency(
+    models: dict, imgsz: int, runs: int = 30, warmup: int = 5, threads=(1,), folder=None
+) -> dict[int, dict[str, dict[str, list[float]]]]:
+    """Interleaved batch-1 timings of Ultralytics' ONNX and OpenVINO exports of ``models`` at ``imgsz``;
+    ``{threads: {"onnxruntime" | "openvino": {label: seconds}}}`` (a runtime that is not installed is left out)."""
+    import tempfile
+
+    from yolo_ema.bench import timing
+
+    x = _input(imgsz).numpy()
+    out: dict = {t: {} for t in threads}
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-export-") as tmp:
+        folder = folder or tmp
+        for fmt, runtime, fn in (
+            ("onnx", "onnxruntime", timing.onnxruntime_latency),
+            ("openvino", "openvino", timing.openvino_latency),
+        ):
+            try:
+                __import__(runtime)
+            except ImportError:
+                continue
+            files = ultralytics_exports(models, imgsz, fmt, folder)
+            for t in threads:
+                out[t][runtime] = fn(files, x, t, repeats=runs, warmup=warmup)
+    return out
+
+
+def _entries(samples: dict[str, list[float]], threads: int, device: str) -> dict[str, dict]:
+    """Per label: summary in ms, the threads and device, and the paired ratio to the first label with its interval."""
+    from yolo_ema.bench import timing
+
+    first = next(iter(samples))
+    return {
+        k: {
+            **timing.summary_ms(v),
+            "threads": threads,
+            "device": device,
+            "vs_first": timing.ratio_interval(v, samples[first]),
+        }  # fmt: skip
+        for k, v in samples.items()
+    }
+
+
 def measure(models: dict, sizes, runs: int = 30, warmup: int = 5, device: str = "cpu", progress=print) -> dict:
     """Params, GFLOPs (flop counter and thop) and EMA layers' own cost at the first size, and latency at each size.
 
-    ``models``: {label: weights}; ``sizes``: image sizes (an int or a list). Latency: eager PyTorch on ``device``
-    and, on a CPU, onnxruntime; ``{label: {..., "latency": {size: {"eager": t, "onnxruntime": t}}}}``.
+    ``models``: {label: weights}; ``sizes``: image sizes (an int or a list). Latency: eager PyTorch on ``device`` and,
+    on a CPU, onnxruntime and OpenVINO on Ultralytics' exports, at the current torch thread count and at one thread;
+    ``{label: {..., "latency": {size: {backend: t}}}}`` with backend ``eager``, ``onnxruntime``, ``openvino`` and,
+    when the thread count is not one, the same names followed by `` 1 thread``.
     """
     import torch
 
@@ -162,26 +228,39 @@ def measure(models: dict, sizes, runs: int = 30, warmup: int = 5, device: str = 
         }
     dev = torch_device(device)
     threads = torch.get_num_threads()
+    counts = list(dict.fromkeys([threads, 1]))
     for s in sizes:
         progress(f"cost: timing {', '.join(models)} at {s}x{s}, interleaved ({warmup} warm-up + {runs} runs, batch 1)")
-        eager = latency(models, s, runs=runs, warmup=warmup, device=device)
-        ort_ = ort_latency(models, s, runs=runs, warmup=warmup, threads=threads) if dev.type == "cpu" else {}
+        by: dict[str, dict] = {}
+        for t in counts:
+            suffix = "" if t == threads else f" {t} thread"
+            torch.set_num_threads(t)
+            try:
+                mods = {k: eval_model(v).to(dev) for k, v in models.items()}
+                by["eager" + suffix] = _entries(timing_eager(mods, s, runs, warmup, dev), t, str(dev))
+            finally:
+                torch.set_num_threads(threads)
+        if dev.type == "cpu":
+            for t, runtimes in exported_latency(models, s, runs, warmup, threads=counts).items():
+                suffix = "" if t == threads else f" {t} thread"
+                for runtime, samples in runtimes.items():
+                    by[runtime + suffix] = _entries(samples, t, "cpu")
         for label in models:
-            entry = {"eager": {**eager[label], "threads": threads, "device": str(dev)}}
-            if label in ort_:
-                entry["onnxruntime"] = {**ort_[label], "threads": threads, "device": "cpu"}
-            out[label]["latency"][str(s)] = entry
+            out[label]["latency"][str(s)] = {backend: e[label] for backend, e in by.items()}
     return out
 
 
-def ort_latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, threads: int = 1) -> dict:
-    """Interleaved batch-1 onnxruntime (CPU) timings of the fused eval models exported to ONNX at ``imgsz``."""
-    import tempfile
-
+def timing_eager(mods: dict, imgsz: int, runs: int, warmup: int, dev) -> dict[str, list[float]]:
+    """Interleaved eager samples (seconds) of ready models at ``imgsz``."""
     from yolo_ema.bench import timing
 
-    x = _input(imgsz)
-    with tempfile.TemporaryDirectory(prefix="yolo-ema-onnx-") as tmp:
-        files = timing.onnx_files({k: eval_model(v) for k, v in models.items()}, x, tmp)
-        samples = timing.onnxruntime_latency(files, x, threads, repeats=runs, warmup=warmup)
+    return timing.eager_latency(mods, _input(imgsz).to(dev), repeats=runs, warmup=warmup)
+
+
+def ort_latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, threads: int = 1) -> dict:
+    """Interleaved batch-1 onnxruntime (CPU) timings of Ultralytics' ONNX exports of ``models`` at ``imgsz``;
+    ``{label: {median_ms, q1_ms, q3_ms, runs}}``."""
+    from yolo_ema.bench import timing
+
+    samples = exported_latency(models, imgsz, runs, warmup, threads=(threads,))[threads].get("onnxruntime", {})
     return {k: timing.summary_ms(v) for k, v in samples.items()}

@@ -5,8 +5,8 @@ https://arxiv.org/abs/2305.13563
 
 The reference is :class:`yolo_ema.nn.ema_paper.PaperEMA`, the paper's equations step by step; the measured module is
 the default :class:`yolo_ema.nn.ema.EMA` with the same state_dict. Every ratio comes from runs interleaved in one
-process (:mod:`yolo_ema.bench.timing`) and is a ratio of medians. This is a script that reports, not a test: on a
-shared machine the numbers move, so run it on a quiet one and read the medians.
+process (:mod:`yolo_ema.bench.timing`); whole-model figures are paired ratios (median of per-round ratios) with a 95%
+interval, and a figure whose interval is wider than +-2 points is flagged as noise. The load average is printed.
 
 Measured:
 
@@ -15,9 +15,11 @@ Measured:
   which see every CPU allocation and free) over the input's bytes, and the bytes autograd keeps between forward and
   backward (saved tensors, de-duplicated by storage, input and parameters excluded);
 - FLOPs with ``torch.utils.flop_counter`` (:func:`yolo_ema.bench.cost.count_flops`);
-- whole models, fused, batch 1, fp32: YOLOv8 with EMA on the three neck outputs (``cfg/yolov8-ema.yaml``), with our
-  EMA and with the paper's formulation, against the same model without EMA, in eager PyTorch, onnxruntime and OpenVINO
-  (CPU); optionally with Ultralytics' ``attempt_compile`` (torch.compile).
+- whole models, batch 1, fp32: YOLOv8 with EMA on the three neck outputs (``cfg/yolov8-ema.yaml``), with our EMA and
+  with the paper's formulation, against the same model without EMA: eager PyTorch (fused), and onnxruntime and
+  OpenVINO (CPU) running the files Ultralytics' exporter writes (``YOLO(...).export(format="onnx")`` with its default
+  simplification, ``format="openvino"``), at each thread count of ``--threads``; optionally Ultralytics'
+  ``attempt_compile`` (torch.compile).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ DEFAULT_SHAPES = "1,128,80,80;1,256,40,40;1,512,20,20;8,256,40,40"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime / OpenVINO threads (default 2)")
+    parser.add_argument(
+        "--threads", default="1,2", help="torch / onnxruntime / OpenVINO thread counts, comma-separated (default 1,2)"
+    )
     parser.add_argument("--factor", type=int, default=8, help="EMA groups G of the layer measurements (default 8)")
     parser.add_argument(
         "--shapes", default=DEFAULT_SHAPES, help=f"forward shapes B,C,H,W;... (default {DEFAULT_SHAPES})"
@@ -47,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime and OpenVINO in the model table")
     parser.add_argument("--no-openvino", action="store_true", help="skip OpenVINO in the model table")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (Ultralytics attempt_compile)")
+    parser.add_argument("--json", help="also write the whole-model records (ratios, intervals, load) here as JSON")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -193,9 +198,10 @@ def layer_benchmarks(args) -> None:
 
 
 def build_models(scale: str) -> dict:
-    """Fused eval YOLOv8 models at ``scale``: ``{"baseline", "ours", "paper"}``; "ours" has EMA on the three neck
-    outputs (``cfg/yolov8-ema.yaml``) with random non-default parameters, "paper" is a copy of it whose EMA layers
-    run :class:`PaperEMA`'s forward (same parameters)."""
+    """Eval YOLOv8 models at ``scale``: ``{"baseline", "ours", "paper"}``; "ours" has EMA on the three neck outputs
+    (``cfg/yolov8-ema.yaml``) with random non-default parameters, "paper" is a copy of it whose EMA layers are
+    :class:`PaperEMA` (same parameters; the class swapped, so eager calls, tracing and every exporter run the paper's
+    forward)."""
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
@@ -218,64 +224,95 @@ def build_models(scale: str) -> dict:
     models["paper"] = copy.deepcopy(models["ours"])
     for e in models["paper"].modules():
         if isinstance(e, EMA):
-            e.forward = PaperEMA.forward.__get__(e)  # instance attribute: eager calls and ONNX tracing use it
+            e.__class__ = PaperEMA
     for m in models.values():
         m.eval()
-        m.fuse(verbose=False)
         for p in m.parameters():
             p.requires_grad_(False)
     return models
 
 
-def _row(scale: str, imgsz: int, runtime: str, t: dict[str, float]) -> str:
-    b = t["baseline"]
-    cells = "".join(f"  {_ms(t[k]):>10} {(t[k] / b - 1) * 100:+6.1f}%" for k in ("ours", "paper"))
-    return f"yolov8{scale:<2} {imgsz:>5}  {runtime:<12} {_ms(b):>10}{cells}"
+def _cell(iv: dict) -> str:
+    return f"{(iv['ratio'] - 1) * 100:+6.1f}% [{(iv['lo'] - 1) * 100:+.1f}, {(iv['hi'] - 1) * 100:+.1f}]"
 
 
-def model_table(args) -> None:
-    import torch
+def _row(scale: str, imgsz: int, runtime: str, threads: int, samples: dict[str, list[float]]) -> tuple[str, dict]:
+    """One table line (baseline median, then ours and paper as paired ratios with 95% intervals) and its record."""
+    import statistics
 
     from yolo_ema.bench import timing
-    from yolo_ema.bench.cost import count_flops
 
-    threads = torch.get_num_threads()
-    print(
-        f"== whole model, YOLOv8 with EMA on the three neck outputs, fused, batch 1, fp32, CPU, {threads} threads: "
-        f"median of {args.model_repeats} interleaved runs (change over the baseline)"
+    b = samples["baseline"]
+    ivs = {k: timing.ratio_interval(samples[k], b) for k in ("ours", "paper")}
+    noisy = [k for k, iv in ivs.items() if timing.wide(iv)]
+    note = f"  interval wider than +-2 points ({', '.join(noisy)}): noise, not a result" if noisy else ""
+    line = (
+        f"yolov8{scale:<2} {imgsz:>5}  {runtime:<12} {threads:>2}  {_ms(statistics.median(b)):>10}"
+        f"  {_cell(ivs['ours']):>24}  {_cell(ivs['paper']):>24}{note}"
     )
-    print(f"{'model':<9} {'imgsz':>5}  {'runtime':<12} {'baseline':>10}  {'EMA ours':>18}  {'EMA paper':>18}")
-    flops = []
+    rec = {"model": f"yolov8{scale}", "imgsz": imgsz, "runtime": runtime, "threads": threads}
+    return line, {**rec, "baseline_ms": statistics.median(b) * 1e3, **ivs, "wide": noisy}
+
+
+def model_table(args) -> list[dict]:
+    """Whole models: eager (fused), and Ultralytics' ONNX and OpenVINO exports, at each thread count."""
+    import torch
+
+    from yolo_ema.bench import cost, timing
+
+    counts = _threads(args.threads)
+    print(
+        "== whole model, YOLOv8 with EMA on the three neck outputs, batch 1, fp32, CPU: eager = fused PyTorch, "
+        'onnxruntime / openvino = the files YOLO(...).export(format="onnx" | "openvino") writes; '
+        f"{args.model_repeats} interleaved rounds; change over the baseline = median of per-round ratios "
+        "[95% interval]"
+    )
+    print(
+        f"{'model':<9} {'imgsz':>5}  {'runtime':<12} {'th':>2}  {'baseline':>10}  {'EMA ours':>24}  {'EMA paper':>24}"
+    )
+    records, flops = [], []
     for scale in (s.strip() for s in args.scales.split(",") if s.strip()):
         models = build_models(scale)
         for imgsz in (int(v) for v in args.sizes.split(",") if v.strip()):
-            x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
-            t = timing.medians(timing.eager_latency(models, x, args.model_repeats))
-            print(_row(scale, imgsz, "eager", t), flush=True)
+            x = cost._input(imgsz)
+            fused = {k: cost.eval_model(m) for k, m in models.items()}
+            for t in counts:
+                torch.set_num_threads(t)
+                line, rec = _row(scale, imgsz, "eager", t, timing.eager_latency(fused, x, args.model_repeats))
+                print(line, flush=True)
+                records.append(rec)
+            torch.set_num_threads(max(counts))
             if not args.no_onnx:
-                _exported(args, scale, imgsz, models, x, threads)
+                records += _exported(args, scale, imgsz, models, counts)
             if args.compile:
-                _compiled(scale, imgsz, models, x, args.model_repeats)
-            fb, fo = count_flops(models["baseline"], x), count_flops(models["ours"], x)
+                _compiled(scale, imgsz, fused, x, args.model_repeats)
+            fb, fo = cost.count_flops(fused["baseline"], x), cost.count_flops(fused["ours"], x)
             flops.append(f"yolov8{scale} {imgsz}: {fb / 1e9:.2f} GFLOPs, EMA {(fo - fb) / fb * 100:+.2f}%")
     print("flops (FlopCounterMode): " + "; ".join(flops))
+    return records
 
 
-def _exported(args, scale: str, imgsz: int, models: dict, x, threads: int) -> None:
-    from yolo_ema.bench import timing
+def _exported(args, scale: str, imgsz: int, models: dict, counts: list[int]) -> list[dict]:
+    from yolo_ema.bench import cost, timing
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = timing.onnx_files(models, x, tmp)
-        runtimes = {"onnxruntime": timing.onnxruntime_latency}
-        if not args.no_openvino:
-            runtimes["openvino"] = timing.openvino_latency
-        for name, fn in runtimes.items():
+    runtimes = {"onnxruntime": ("onnx", timing.onnxruntime_latency)}
+    if not args.no_openvino:
+        runtimes["openvino"] = ("openvino", timing.openvino_latency)
+    x = cost._input(imgsz).numpy()
+    records = []
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-speed-") as tmp:
+        for name, (fmt, fn) in runtimes.items():
             try:
-                t = timing.medians(fn(paths, x, threads, args.model_repeats))
+                __import__(name)
             except ImportError as e:
                 print(f"yolov8{scale:<2} {imgsz:>5}  {name:<12} skipped ({e.name} not installed)")
                 continue
-            print(_row(scale, imgsz, name, t), flush=True)
+            files = cost.ultralytics_exports(models, imgsz, fmt, tmp)
+            for t in counts:
+                line, rec = _row(scale, imgsz, name, t, fn(files, x, t, args.model_repeats))
+                print(line, flush=True)
+                records.append(rec)
+    return records
 
 
 def _compiled(scale: str, imgsz: int, models: dict, x, repeats: int) -> None:
@@ -289,18 +326,25 @@ def _compiled(scale: str, imgsz: int, models: dict, x, repeats: int) -> None:
             k: attempt_compile(models[k], device=torch.device("cpu"), imgsz=imgsz, warmup=False)
             for k in ("baseline", "ours")
         }
-        t = timing.medians(timing.eager_latency(compiled, x, repeats))
+        samples = timing.eager_latency(compiled, x, repeats)
     except Exception as e:  # compile needs a host C++ compiler; report, do not fail the whole run
         print(
             f"yolov8{scale:<2} {imgsz:>5}  torch.compile skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
         )
         return
-    b = t["baseline"]
+    iv = timing.ratio_interval(samples["ours"], samples["baseline"])
     print(
-        f"yolov8{scale:<2} {imgsz:>5}  {'torch.compile':<12} {_ms(b):>10}  {_ms(t['ours']):>10} "
-        f"{(t['ours'] / b - 1) * 100:+6.1f}%  (paper formulation not compiled)",
+        f"yolov8{scale:<2} {imgsz:>5}  {'torch.compile':<12} {torch.get_num_threads():>2}  "
+        f"{_ms(timing.medians(samples)['baseline']):>10}  {_cell(iv):>24}  (paper formulation not compiled)",
         flush=True,
     )
+
+
+def _threads(text) -> list[int]:
+    counts = [int(v) for v in str(text).split(",") if v.strip()]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--threads must list positive thread counts, got {text!r}")
+    return counts
 
 
 def run(args) -> int:
@@ -308,11 +352,17 @@ def run(args) -> int:
     os.environ.setdefault("YOLO_VERBOSE", "False")
     import torch
 
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}")
+    counts = _threads(args.threads)
+    torch.set_num_threads(max(counts))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {counts}, load average {load}")
     layer_benchmarks(args)
-    if not args.no_model:
-        model_table(args)
+    records = [] if args.no_model else model_table(args)
+    if args.json:
+        from yolo_ema.data import fsio
+
+        end = os.getloadavg() if hasattr(os, "getloadavg") else None
+        fsio.write_json(args.json, {"load_start": load, "load_end": end, "threads": counts, "rows": records})
     return 0
 
 

@@ -1,13 +1,14 @@
 """Interleaved timing: the one timing loop of yolo-ema, and whole-model latency in eager torch, onnxruntime and OpenVINO.
 
 Every candidate runs once per round, in alternating order (A B C, C B A, A B C, ...), so that machine noise (other
-processes, frequency changes) hits all of them alike; a ratio is then a ratio of medians taken in one process.
+processes, frequency changes) hits all of them alike. A comparison is a paired ratio: the median of the per-round
+ratios of two candidates timed back to back, with a distribution-free 95% interval (:func:`ratio_interval`).
 Whole-model latency follows Ultralytics' benchmark set-up: fused eval model, batch 1, float32, one input reused.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import statistics
 import time
 from typing import Callable
@@ -58,44 +59,64 @@ def eager_latency(models: dict, x, repeats: int, warmup: int = 2) -> dict[str, l
         return interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, repeats, warmup, sync)
 
 
-def export_onnx(model, x, path: str) -> str:
-    """Export ``model`` on example input ``x`` to ONNX (opset 17, static shape, as Ultralytics' CPU benchmark)."""
-    import torch
+def ratio_interval(num: list[float], den: list[float], level: float = 0.95) -> dict[str, float]:
+    """Paired ratio of two labels' per-round samples: the median of the per-round ratios ``num[i] / den[i]`` and a
+    distribution-free ``level`` confidence interval of that median (binomial order statistics; no assumption on the
+    shape of machine noise). ``{ratio, lo, hi, rounds}``; with too few rounds for the level, the interval is the range.
+    """
+    if len(num) != len(den) or not num:
+        raise ValueError(f"paired ratio needs two equally long non-empty sample lists, got {len(num)} and {len(den)}")
+    r = sorted(a / b for a, b in zip(num, den))
+    n, tail = len(r), (1 - level) / 2
+    # largest k with P(Binomial(n, 1/2) < k) <= tail: [r_(k), r_(n-k+1)] (1-based) covers the median with >= level
+    k, cdf = 0, 0.0
+    while k < n and cdf + math.comb(n, k) / 2**n <= tail:
+        cdf += math.comb(n, k) / 2**n
+        k += 1
+    lo, hi = (r[k - 1], r[n - k]) if k >= 1 else (r[0], r[-1])
+    return {"ratio": statistics.median(r), "lo": lo, "hi": hi, "rounds": n}
 
-    torch.onnx.export(model, x, path, opset_version=17, dynamo=False, input_names=["images"], output_names=["out"])
-    return path
+
+def wide(interval: dict[str, float], points: float = 2.0) -> bool:
+    """True when a ratio's interval is wider than +-``points`` percentage points (too noisy to report as a result)."""
+    return (interval["hi"] - interval["lo"]) * 100 / 2 > points
+
+
+def ort_session(path, threads: int):
+    """The onnxruntime CPU session used for timing: ``threads`` intra-op threads, one inter-op thread, and idle threads
+    that sleep instead of spinning (``session.intra_op.allow_spinning=0``: on a shared CPU, spinning workers take the
+    cores other processes need and then wait for them, which made batch-1 latency at small images bimodal)."""
+    from yolo_ema.export.backends import ort_session as build
+
+    return build(path, threads=threads, spinning=False)
 
 
 def onnxruntime_latency(
     paths: dict[str, str], x, threads: int, repeats: int, warmup: int = 2
 ) -> dict[str, list[float]]:
-    """Interleaved onnxruntime CPU runs of ONNX files on ``x`` with ``threads`` intra-op threads; seconds."""
-    import onnxruntime as ort
+    """Interleaved onnxruntime CPU runs of ONNX files on ``x`` (numpy or torch) with ``threads`` intra-op threads."""
+    import numpy as np
 
-    sessions = {}
-    for k, path in paths.items():
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        sessions[k] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    feed = {"images": x.numpy()}
-    return interleaved({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, repeats, warmup)
+    sessions = {k: ort_session(p, threads) for k, p in paths.items()}
+    feed = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
+    feeds = {k: {s.get_inputs()[0].name: feed} for k, s in sessions.items()}
+    return interleaved({k: (lambda s=s, f=feeds[k]: s.run(None, f)) for k, s in sessions.items()}, repeats, warmup)
 
 
 def openvino_latency(paths: dict[str, str], x, threads: int, repeats: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Interleaved OpenVINO CPU inferences of ONNX files on ``x`` with ``threads`` inference threads; seconds."""
+    """Interleaved OpenVINO CPU inferences (fp32, latency hint, ``threads`` inference threads) of models given as an
+    ONNX file, an ``.xml`` or an Ultralytics ``*_openvino_model`` folder, on ``x`` (numpy or torch)."""
+    from pathlib import Path
+
+    import numpy as np
     import openvino as ov
 
+    def model_file(p: str) -> str:
+        return str(next(iter(sorted(Path(p).glob("*.xml"))))) if Path(p).is_dir() else str(p)
+
     core = ov.Core()
-    compiled = {
-        k: core.compile_model(p, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-        for k, p in paths.items()
-    }
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = {k: core.compile_model(model_file(p), "CPU", config) for k, p in paths.items()}
     requests = {k: c.create_infer_request() for k, c in compiled.items()}
-    feed = x.numpy()
+    feed = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
     return interleaved({k: (lambda r=r: r.infer([feed])) for k, r in requests.items()}, repeats, warmup)
-
-
-def onnx_files(models: dict, x, folder: str) -> dict[str, str]:
-    """One ONNX file per model in ``folder``; ``{label: path}``."""
-    return {k: export_onnx(m, x, os.path.join(folder, f"{k.replace(' ', '_')}.onnx")) for k, m in models.items()}

@@ -329,8 +329,6 @@ class EMA(EMAParameters):
         callers never see each other's setting); training runs the custom autograd function; tracing, export and
         torch.compile run :meth:`_forward_graph`. An empty batch gives an empty output of the input's shape."""
         b, c, h, w = x.shape
-        if x.numel() == 0:
-            return x * 0  # (B, C, H, W) with B, H or W zero; keeps the autograd link
         params, eps = self._params(), self.gn.eps
         if _autocast_enabled(x.device.type):
             # the reductions and GroupNorm statistics stay in fp32 (as autocast does for group_norm); cast back at the end
@@ -338,6 +336,8 @@ class EMA(EMAParameters):
                 return self.forward(x.float()).to(x.dtype)
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
             return self._forward_graph(x)
+        if x.numel() == 0:
+            return x * 0  # (B, C, H, W) with B, H or W zero; keeps the autograd link
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
             return _EMAFunction.apply(x, self.groups, eps, *params)
         gx = x.reshape(b * self.groups, c // self.groups, h, w).contiguous()  # (BG, Cg, H, W)
