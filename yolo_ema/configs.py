@@ -499,32 +499,28 @@ def in_block_specs() -> list:
     ]
 
 
+PLACEMENTS = (  # (placement, file name suffix, title) of every plugin layer's configs in each family
+    ("neck", "", "in the neck"),
+    ("paper", "-paper", "in the backbone (the EMA paper's placement)"),
+)
+
+
 def shipped_specs() -> list:
     """Every config shipped in ``yolo_ema/cfg``: detection families x plugin layers x placements, tasks, in-block."""
     specs = []
     for family, (baseline, title) in FAMILIES.items():
         for layer in ("EMA", *(a for a in LAYERS if a != "EMA")):
-            v = layer.lower()
-            specs.append(
-                Spec(
-                    f"{family}-{v}.yaml",
-                    baseline,
-                    layer,
-                    LAYERS[layer].args["neck"],
-                    "neck",
-                    title=f"yolo-ema: {title}; {layer} in the neck",
+            for placement, suffix, where in PLACEMENTS:
+                specs.append(
+                    Spec(
+                        f"{family}-{layer.lower()}{suffix}.yaml",
+                        baseline,
+                        layer,
+                        LAYERS[layer].args[placement],
+                        placement,
+                        title=f"yolo-ema: {title}; {layer} {where}",
+                    )
                 )
-            )
-            specs.append(
-                Spec(
-                    f"{family}-{v}-paper.yaml",
-                    baseline,
-                    layer,
-                    LAYERS[layer].args["paper"],
-                    "paper",
-                    title=f"yolo-ema: {title}; {layer} in the backbone (the EMA paper's placement)",
-                )
-            )
     specs.append(
         Spec(
             "yolov5-p2.yaml",
