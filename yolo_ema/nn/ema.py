@@ -351,8 +351,9 @@ class EMA(EMAParameters):
         parameters only (constant-folded at export: the block-diagonal 1x1 gate, the collapsed 3x3 taps of identity
         (a) as a one-output-channel-per-group convolution, identity (b) as a 1x9 convolution of nine pooled numbers),
         one InstanceNormalization for the GroupNorm statistics, no matrix product with constant weights (converters
-        turn those into ``linear``, which NCNN lacks) and no arithmetic on traced shapes (CoreML needs constant
-        sizes); reshapes use the module's own channel numbers and -1, so batch, height and width stay dynamic.
+        turn those into ``linear``, which NCNN lacks) and no traced size cast to an integer (coremltools fails on
+        those): sizes only divide the pooled numbers, reshapes use the module's own channel numbers and -1, so batch,
+        height and width stay dynamic.
         """
         g, c = self.groups, self.channels
         cg = c // g
