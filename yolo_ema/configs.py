@@ -154,6 +154,20 @@ def _render(lines: list) -> str:
 # --- the one transformation: insert rows, re-index every from ----------------------------------------------------------
 
 
+def _new_indices(rows: list, inserts: dict) -> tuple[dict, dict, dict]:
+    """Where each baseline row goes once ``inserts`` are in: its new index, the index that now stands for it in the
+    flow (the last row inserted after it, or itself), and the new indices of the rows inserted after it."""
+    new_of, target, block_new, i = {}, {}, {}, 0
+    for r in rows:
+        new_of[r.old] = i
+        i += 1
+        added = [x for x in inserts.get(r.old, []) if isinstance(x, Row)]
+        block_new[r.old] = list(range(i, i + len(added)))
+        i += len(added)
+        target[r.old] = block_new[r.old][-1] if added else new_of[r.old]
+    return new_of, target, block_new
+
+
 def _insert(lines: list, inserts: dict, head_reads: str, where: str, head_first=None) -> list:
     """Insert ``inserts[old] = [Row | str, ...]`` after baseline row ``old`` and re-index every ``from``.
 
@@ -166,14 +180,7 @@ def _insert(lines: list, inserts: dict, head_reads: str, where: str, head_first=
     for k in inserts:
         if not 0 <= k < n_old - 1:
             raise ConfigError(f"{where}: cannot insert after row {k} (rows 0..{n_old - 2} can be followed)")
-    new_of, target, block_new, i = {}, {}, {}, 0
-    for r in rows:
-        new_of[r.old] = i
-        i += 1
-        added = [x for x in inserts.get(r.old, []) if isinstance(x, Row)]
-        block_new[r.old] = list(range(i, i + len(added)))
-        i += len(added)
-        target[r.old] = block_new[r.old][-1] if added else new_of[r.old]
+    new_of, target, block_new = _new_indices(rows, inserts)
     head = rows[-1].old
 
     def ref(f, at: int, old: int | None, block: list) -> int:
