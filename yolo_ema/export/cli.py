@@ -17,6 +17,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from yolo_ema.export.exporting import FORMATS
+
+# the packages each format needs beyond the core dependencies (pip install 'yolo-ema[test]' has them all)
+NEEDS = {"openvino": ("openvino",), "ncnn": ("ncnn", "pnnx"), "mnn": ("MNN",), "coreml": ("coremltools",)}
+
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
@@ -30,7 +35,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="trained weights (.pt), e.g. runs/detect/train/weights/best.pt")
-    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript", "openvino"))
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="export format (default onnx)")
     p.add_argument("--imgsz", type=int, default=640, help="export input size (default 640)")
     p.add_argument("--batch", type=int, default=1, help="export batch size (static unless --dynamic)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width axes")
@@ -72,14 +77,51 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
+def eval_imgsz(meta: dict) -> tuple[int, int]:
+    """(H, W) from Ultralytics' ``imgsz`` metadata string, e.g. ``'[64, 64]'``."""
+    import ast
+
+    h, w = ast.literal_eval(meta["imgsz"])
+    return int(h), int(w)
+
+
+def _check_coreml(model: Path, exported: Path, imgsz: int, batch: int, tol: float = 1e-3) -> int:
+    """CoreML on any OS: the program's structure against the fused model, and the traced graph against eager."""
+    import tempfile
+
+    from ultralytics import YOLO
+
+    from yolo_ema.export.coreml import describe, structure_problems, traced_gap
+    from yolo_ema.export.exporting import export
+
+    summary = describe(exported)
+    net = YOLO(str(model)).model.float().eval().fuse()
+    problems = structure_problems(summary, net, imgsz, batch)
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-coreml-trace-") as tmp:
+        ts = export(model, "torchscript", imgsz=imgsz, batch=batch, output=Path(tmp) / "traced.torchscript").path
+        gap = traced_gap(ts, net, imgsz, batch)
+    if gap > tol:
+        problems.append(f"the traced graph differs from eager PyTorch by {gap:.2e} > {tol:.0e} on other inputs")
+    ops = ", ".join(f"{k} {n}" for k, n in summary.ops.most_common() if k != "const")
+    print(f"CoreML program: input {summary.inputs} ({summary.input_kind}), outputs {summary.outputs}")
+    print(f"  MIL ops: {ops}")
+    print(f"  traced graph vs eager PyTorch on 3 other inputs: max |d| {gap:.2e} (tolerance {tol:.0e})")
+    print("  prediction needs macOS (coremltools' MLModel.predict); not run")
+    if problems:
+        return _fail(f"CoreML CHECK FAILED for {exported}:\n  " + "\n  ".join(problems), 1)
+    print("COREML CHECK OK")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from yolo_ema.export.graph import NonStandardGraphError, check_standard
 
     model = Path(args.model)
     if not model.is_file():
         return _fail(f"error: --model {model} not found", 2)
-    if args.format == "openvino" and importlib.util.find_spec("openvino") is None:
-        return _fail("error: --format openvino needs the openvino package (pip install 'yolo-ema[openvino]')", 2)
+    missing = [m for m in NEEDS.get(args.format, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        return _fail(f"error: --format {args.format} needs {', '.join(missing)} (pip install 'yolo-ema[test]')", 2)
     if args.data and not Path(args.data).is_file():
         return _fail(f"error: --data {args.data} not found", 2)
     if args.images and not Path(args.images).exists():
@@ -89,9 +131,15 @@ def run(args: argparse.Namespace) -> int:
         exported = Path(args.exported)
         if not exported.exists():
             return _fail(f"error: --exported {exported} not found", 2)
-        from yolo_ema.export.backends import Runner
+        from yolo_ema.export.backends import Runner, export_kind
 
-        shape = Runner(exported).input_shape  # the export's own input shape decides the default sizes
+        args.format = export_kind(exported)
+        shape = (None,) * 4 if args.format == "coreml" else Runner(exported).input_shape  # decides default sizes
+        if args.format == "coreml":
+            from yolo_ema.export.coreml import user_metadata
+
+            meta = user_metadata(exported)
+            shape = (None, 3, None, None) if meta["args"].get("dynamic") else (int(meta["batch"]), 3, *eval_imgsz(meta))
         dynamic = shape[2] is None
         if not dynamic:
             args.batch, args.imgsz = shape[0] or args.batch, shape[2]
@@ -119,9 +167,12 @@ def run(args: argparse.Namespace) -> int:
     except NonStandardGraphError as e:
         return _fail(f"FAILED: {e}", 1)
     kinds = sorted({op if isinstance(op, str) else op[-1] for op in ops})
-    print(f"standard operators only: {len(kinds)} kinds, {sum(ops.values())} nodes: {', '.join(kinds)}")
+    if kinds:
+        print(f"standard operators only: {len(kinds)} kinds, {sum(ops.values())} nodes: {', '.join(kinds)}")
     if not args.check:
         return 0
+    if args.format == "coreml":
+        return _check_coreml(model, exported, args.imgsz, args.batch)
 
     from yolo_ema.export.parity import check_parity, load_images
 

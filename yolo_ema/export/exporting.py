@@ -8,12 +8,20 @@ Precision: Ultralytics 8.4 maps the deprecated ``half=True`` onto ``quantize=16`
 ``Exporter.export_onnx``) ONNX is exported in FP32 and converted afterwards with
 ``onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)`` (FP16 weights and compute,
 FP32 inputs/outputs); TorchScript FP16 needs a CUDA device (Ultralytics raises "FP16 TorchScript export is only
-supported on GPU" on CPU, and :func:`export` lets that ValueError through); OpenVINO stores FP16-compressed weights (``compress_to_fp16``) and the CPU plugin still computes
-in its default precision. :func:`export` reports the precision actually written.
+supported on GPU" on CPU, and :func:`export` lets that ValueError through); OpenVINO stores FP16-compressed
+weights (``compress_to_fp16``) and the CPU plugin still computes in its default precision; NCNN (pnnx ``fp16``), MNN
+(``--fp16``) and CoreML (ML program ``compute_precision``) follow ``quantize``. :func:`export` reports the precision
+written (read from the artifact for ONNX, TorchScript and OpenVINO, from Ultralytics' metadata for the others).
+
+MNN: its converter module (``MNN.tools.mnnconvert``) imports a telemetry logger that runs
+``pip install -U aliyun-log-python-sdk`` when that package is missing, and that SDK pins ``protobuf<6``, which breaks
+``onnx`` in the same environment. :func:`export` runs the MNN export with ``PIP_NO_INDEX=1`` so that install finds
+nothing and the converter runs without its logger.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -22,7 +30,8 @@ from pathlib import Path
 
 from yolo_ema.data import fsio
 
-FORMATS = ("onnx", "torchscript", "openvino")
+FORMATS = ("onnx", "torchscript", "openvino", "ncnn", "mnn", "coreml")
+_DIR_SUFFIX = {"openvino": "_openvino_model", "ncnn": "_ncnn_model"}
 
 
 @dataclass
@@ -52,8 +61,29 @@ def artifact_precision(path: Path, fmt: str) -> str:
 
         module = torch.jit.load(str(path), map_location="cpu")
         return "fp16" if any(p.dtype == torch.float16 for p in module.parameters()) else "fp32"
-    xml = next(Path(path).glob("*.xml"))
-    return "fp16" if 'element_type="f16"' in xml.read_text(errors="replace") else "fp32"
+    if fmt == "openvino":
+        xml = next(Path(path).glob("*.xml"))
+        return "fp16" if 'element_type="f16"' in xml.read_text(errors="replace") else "fp32"
+    return "fp16" if _metadata(Path(path), fmt).get("args", {}).get("quantize") == 16 else "fp32"
+
+
+def _metadata(path: Path, fmt: str) -> dict:
+    """Ultralytics' export metadata: ``metadata.yaml`` (NCNN), the ``bizCode`` JSON (MNN), the user fields (CoreML)."""
+    import json
+
+    import yaml
+
+    if fmt == "ncnn":
+        return yaml.safe_load((path / "metadata.yaml").read_text()) or {}
+    if fmt == "mnn":
+        from yolo_ema.export.backends import Runner
+
+        return json.loads(Runner(path).net.get_info().get("bizCode") or "{}")
+    if fmt == "coreml":
+        from yolo_ema.export.coreml import user_metadata
+
+        return user_metadata(path)
+    raise ValueError(f"no metadata reader for format {fmt!r}")
 
 
 def _move_into_place(src: Path, dst: Path, scratch: Path) -> None:
@@ -68,11 +98,26 @@ def _move_into_place(src: Path, dst: Path, scratch: Path) -> None:
 
 
 def default_output(model: Path, fmt: str) -> Path:
-    """Where Ultralytics would put the export of ``model``: ``best.onnx``, ``best.torchscript``,
-    ``best_openvino_model/``."""
-    if fmt == "openvino":
-        return model.with_name(f"{model.stem}_openvino_model")
-    return model.with_suffix(f".{fmt}")
+    """Where Ultralytics would put the export of ``model``: ``best.onnx``, ``best.torchscript``, ``best.mnn``,
+    ``best.mlpackage/``, ``best_openvino_model/``, ``best_ncnn_model/``."""
+    if fmt in _DIR_SUFFIX:
+        return model.with_name(f"{model.stem}{_DIR_SUFFIX[fmt]}")
+    return model.with_suffix(".mlpackage" if fmt == "coreml" else f".{fmt}")
+
+
+@contextlib.contextmanager
+def _pip_offline(on: bool):
+    """``PIP_NO_INDEX=1`` while the block runs (see the module docstring, MNN), restored afterwards."""
+    old = os.environ.get("PIP_NO_INDEX")
+    if on:
+        os.environ["PIP_NO_INDEX"] = "1"
+    try:
+        yield
+    finally:
+        if on and old is None:
+            os.environ.pop("PIP_NO_INDEX", None)
+        elif on:
+            os.environ["PIP_NO_INDEX"] = old
 
 
 def export(
@@ -107,6 +152,9 @@ def export(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     dst = Path(output) if output else default_output(model, fmt)
+    want = default_output(Path("model.pt"), fmt).name.removeprefix("model")
+    if not dst.name.endswith(want):
+        raise ValueError(f"--output {dst}: a {fmt} export must be named *{want} (how Ultralytics recognises it)")
     dst.parent.mkdir(parents=True, exist_ok=True)
 
     from ultralytics import YOLO
@@ -121,7 +169,8 @@ def export(
             kwargs["simplify"] = simplify
         if half:
             kwargs["quantize"] = 16
-        produced = Path(YOLO(str(local)).export(**kwargs))
+        with _pip_offline(fmt == "mnn"):
+            produced = Path(YOLO(str(local)).export(**kwargs))
         if not produced.exists():
             raise RuntimeError(f"Ultralytics export of {model} to {fmt} reported {produced}, which does not exist")
         precision = artifact_precision(produced, fmt)

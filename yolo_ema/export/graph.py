@@ -5,6 +5,10 @@
 - TorchScript: every node kind must be in the ``aten::`` or ``prim::`` namespace and not ``prim::PythonOp``
   (a Python fallback that cannot run outside the interpreter).
 - OpenVINO: every op must come from a released ``opsetN`` (no ``PtFrameworkNode``/``FrameworkNode`` extension).
+- NCNN: every layer of ``*.ncnn.param`` must be an ncnn layer type; pnnx writes operators it could not lower as
+  their PyTorch names (``F.linear``, ``Tensor.reshape``, ``torch.xxx``, ``pnnx.xxx``), which ncnn refuses to load
+  (``layer F.linear not exists or registered``).
+- MNN is converted from the checked ONNX graph; CoreML programs are checked by :mod:`yolo_ema.export.coreml`.
 """
 
 from __future__ import annotations
@@ -102,16 +106,39 @@ def check_openvino_standard(xml: str | Path) -> Counter:
     return counts
 
 
+def ncnn_layers(param: str | Path) -> Counter:
+    """Count layer types of an ncnn ``.param`` file (magic line, counts line, then one layer per line)."""
+    lines = Path(param).read_text().splitlines()
+    if not lines or lines[0].strip() != "7767517":
+        raise ValueError(f"{param}: not an ncnn param file (magic 7767517 missing)")
+    return Counter(line.split()[0] for line in lines[2:] if line.strip())
+
+
+def check_ncnn_standard(param: str | Path) -> Counter:
+    """Return :func:`ncnn_layers`; raise NonStandardGraphError on a layer pnnx left as a PyTorch operator."""
+    counts = ncnn_layers(param)
+    bad = [f"{t} x{n}" for t, n in sorted(counts.items()) if "." in t]
+    if bad:
+        raise NonStandardGraphError(f"{param}: operators ncnn does not implement (left by pnnx): {', '.join(bad)}")
+    return counts
+
+
 def check_standard(path: str | Path) -> Counter:
-    """Dispatch on the exported artifact: ``.onnx``, ``.torchscript`` or an ``*_openvino_model`` folder."""
+    """Dispatch on the exported artifact: ``.onnx``, ``.torchscript``, an OpenVINO or NCNN model folder.
+
+    MNN and CoreML artifacts have no operator check here (see the module docstring): an empty Counter.
+    """
+    from yolo_ema.export.backends import one_file
+
     p = Path(path)
     if p.suffix == ".onnx":
         return check_onnx_standard(p)
     if p.suffix == ".torchscript":
         return check_torchscript_standard(p)
+    if p.suffix in (".mnn", ".mlpackage"):
+        return Counter()
+    if p.is_dir() and any(p.glob("*.ncnn.param")):
+        return check_ncnn_standard(one_file(p, "*.ncnn.param"))
     if p.is_dir():
-        xmls = sorted(p.glob("*.xml"))
-        if len(xmls) != 1:
-            raise FileNotFoundError(f"{p}: expected one OpenVINO .xml, found {[x.name for x in xmls]}")
-        return check_openvino_standard(xmls[0])
-    raise ValueError(f"{p}: not an ONNX, TorchScript or OpenVINO export")
+        return check_openvino_standard(one_file(p, "*.xml"))
+    raise ValueError(f"{p}: not an ONNX, TorchScript, OpenVINO, NCNN, MNN or CoreML export")

@@ -148,7 +148,8 @@ class Match:
     problems: list[str] = field(default_factory=list)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy ``box`` (4,) with each of ``boxes`` (n, 4): (n,)."""
     lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
     inter = np.clip(rb - lt, 0, None).prod(1)
     area = lambda b: np.clip(b[..., 2:] - b[..., :2], 0, None).prod(-1)  # noqa: E731
@@ -165,7 +166,7 @@ def _tied(box, score, cls, other: Dets, other_raw: Dets | None, margin: float, i
     if not (same & (np.abs(other_raw.boxes - box).max(1) <= px_tol)).any():
         return False
     rival = (other.classes == cls) & (np.abs(other.scores - score) <= margin)
-    return bool((rival & (_iou(box, other.boxes) > iou)).any())
+    return bool((rival & (box_iou(box, other.boxes) > iou)).any())
 
 
 def raw_dets(out: np.ndarray, imgsz: int) -> Dets:
@@ -173,6 +174,20 @@ def raw_dets(out: np.ndarray, imgsz: int) -> Dets:
     xy, wh = out[:2].T, out[2:4].T
     boxes = np.clip(np.concatenate([xy - wh / 2, xy + wh / 2], 1), 0, imgsz)
     return Dets(boxes, out[4:].max(0), out[4:].argmax(0))
+
+
+def _unmatched_exports(m: Match, exp: Dets, ref: Dets, ref_raw, used, sure, margin, iou, px_tol, where) -> None:
+    """Export boxes left unmatched: near (below ``sure`` or an NMS tie), else a problem recorded in ``m``."""
+    for j in np.flatnonzero(~used):
+        if exp.scores[j] < sure or _tied(
+            exp.boxes[j], exp.scores[j], exp.classes[j], ref, ref_raw, margin, iou, px_tol
+        ):
+            m.near += 1
+        else:
+            m.problems.append(
+                f"{where}export box {np.round(exp.boxes[j], 1).tolist()} (class {int(exp.classes[j])}, "
+                f"score {exp.scores[j]:.3f}) has no PyTorch match"
+            )
 
 
 def match_detections(
@@ -225,16 +240,7 @@ def match_detections(
                 f"{where}PyTorch box {np.round(ref.boxes[i], 1).tolist()} (class {int(ref.classes[i])}, "
                 f"score {ref.scores[i]:.3f}) has no export match within {px_tol}px (nearest {nearest})"
             )
-    for j in np.flatnonzero(~used):
-        if exp.scores[j] < sure or _tied(
-            exp.boxes[j], exp.scores[j], exp.classes[j], ref, ref_raw, margin, iou, px_tol
-        ):
-            m.near += 1
-        else:
-            m.problems.append(
-                f"{where}export box {np.round(exp.boxes[j], 1).tolist()} (class {int(exp.classes[j])}, "
-                f"score {exp.scores[j]:.3f}) has no PyTorch match"
-            )
+    _unmatched_exports(m, exp, ref, ref_raw, used, sure, margin, iou, px_tol, where)
     return m
 
 
@@ -335,10 +341,6 @@ class ParityReport:
             raise ParityError(f"parity of {self.exported} with {self.model} FAILED:\n  " + "\n  ".join(self.failures))
 
 
-def _format_of(path: Path) -> str:
-    return {".onnx": "onnx", ".torchscript": "torchscript"}.get(path.suffix, "openvino" if path.is_dir() else "?")
-
-
 def check_parity(
     model: str | Path,
     exported: str | Path,
@@ -360,22 +362,19 @@ def check_parity(
     (``fp32``/``fp16``) picks the default ``tol``/``margin``; by default it is read from the artifact. With ``data``,
     both models are also validated (``YOLO.val``) and their mAP50-95 must agree within ``map_tol`` points.
     """
-    import torch
     from ultralytics import YOLO
 
-    from yolo_ema.export.backends import Runner
+    from yolo_ema.export.backends import Runner, export_kind
     from yolo_ema.export.exporting import artifact_precision
 
     model, exported = Path(model), Path(exported)
-    fmt = _format_of(exported)
+    fmt = export_kind(exported)
     precision = precision or artifact_precision(exported, fmt)
     tol = RAW_TOL[precision] if tol is None else tol
     margin = MARGIN[precision] if margin is None else margin
     images = images if images is not None else synthetic_images(max(batches) * 2)
     report = ParityReport(model, exported, map_tol=map_tol)
-
-    runner = Runner(exported)
-    ref = YOLO(str(model)).model.float().eval().fuse()
+    runner, ref = Runner(exported), YOLO(str(model)).model.float().eval().fuse()
     for imgsz in sizes:
         sq = [squared(im, imgsz) for _, im in images]
         for batch in batches:
@@ -384,54 +383,14 @@ def check_parity(
                 report.skipped.append(f"{imgsz}px batch {batch}: fewer than {batch} images")
                 continue
             if not runner.accepts((batch, 3, imgsz, imgsz)):
-                report.skipped.append(
-                    f"{imgsz}px batch {batch}: static export accepts only {tuple(runner.input_shape)}"
-                )
+                report.skipped.append(f"{imgsz}px batch {batch}: static export accepts only {runner.input_shape}")
                 continue
             row = Row(fmt, precision, imgsz, batch, tol)
-            box_px = box_rel = score = 0.0
-            ref_raw, exp_raw = [], []
-            for k in range(0, n, batch):
-                x = to_input(sq[k : k + batch])
-                with torch.inference_mode():
-                    y = ref(torch.from_numpy(x))
-                y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
-                try:
-                    e = runner(x)
-                except Exception as err:  # noqa: BLE001 - any runtime failure is a parity failure, named
-                    row.problems.append(f"export failed to run on {tuple(x.shape)}: {type(err).__name__}: {err}")
-                    break
-                if e.shape != y.shape:
-                    row.problems.append(f"output shape {e.shape} != PyTorch {y.shape} for input {tuple(x.shape)}")
-                    break
-                ref_raw += [raw_dets(o, imgsz) for o in y]
-                exp_raw += [raw_dets(o, imgsz) for o in e]
-                dbox = np.abs(e[:, :4] - y[:, :4])
-                box_px = max(box_px, float(dbox.max()))
-                box_rel = max(box_rel, float((dbox / full_scale(ref, imgsz)).max()))
-                score = max(score, float(np.abs(e[:, 4:] - y[:, 4:]).max()))
-            row.raw_box_px, row.raw_box_rel, row.raw_score = box_px, box_rel, score
-            if not np.isfinite([box_rel, score]).all() or max(box_rel, score) > tol:
-                row.problems.append(
-                    f"raw head differs: max |dbox|/(16*stride) {box_rel:.3e}, max |dscore| {score:.3e} > tolerance {tol:.0e}"
-                )
+            ref_raw, exp_raw = _raw_head(row, ref, runner, sq[:n])
             if not row.problems:
-                pt_dets = _predict(YOLO(str(model)), sq[:n], imgsz, batch, conf, iou)
-                ex_dets = _predict(YOLO(str(exported), task="detect"), sq[:n], imgsz, batch, conf, iou)
-                total = Match()
-                for i, (a, b) in enumerate(zip(pt_dets, ex_dets)):
-                    where = f"image {images[i][0]}: "
-                    m = match_detections(a, b, conf, margin, px_tol, iou, where, ref_raw[i], exp_raw[i])
-                    total.n_ref += m.n_ref
-                    total.n_exp += m.n_exp
-                    total.matched += m.matched
-                    total.max_px = max(total.max_px, m.max_px)
-                    total.class_mismatch += m.class_mismatch
-                    total.near += m.near
-                    total.problems += m.problems
-                row.det = total
+                pairs = zip(ref_raw, exp_raw)
+                row.det = _detections(model, exported, sq[:n], images, row, conf, iou, margin, px_tol, pairs)
             report.rows.append(row)
-
     if data is not None:
         report.map_pt, report.map_exp = map_pair(model, exported, data, sizes[-1], max(batches))
         if abs(report.map_exp - report.map_pt) > map_tol:
@@ -440,6 +399,59 @@ def check_parity(
                 f"differs by more than {map_tol} points"
             )
     return report
+
+
+def _raw_head(row: Row, ref, runner, sq: list[np.ndarray]) -> tuple[list[Dets], list[Dets]]:
+    """Fill ``row``'s raw-head columns (and its problems) over ``sq`` in batches of ``row.batch``; return the
+    pre-NMS candidates of both sides per image (PyTorch, export)."""
+    import torch
+
+    box_px = box_rel = score = 0.0
+    ref_raw, exp_raw = [], []
+    for k in range(0, len(sq), row.batch):
+        x = to_input(sq[k : k + row.batch])
+        with torch.inference_mode():
+            y = ref(torch.from_numpy(x))
+        y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+        try:
+            e = runner(x)
+        except Exception as err:  # noqa: BLE001 - any runtime failure is a parity failure, named
+            row.problems.append(f"export failed to run on {tuple(x.shape)}: {type(err).__name__}: {err}")
+            break
+        if e.shape != y.shape:
+            row.problems.append(f"output shape {e.shape} != PyTorch {y.shape} for input {tuple(x.shape)}")
+            break
+        ref_raw += [raw_dets(o, row.imgsz) for o in y]
+        exp_raw += [raw_dets(o, row.imgsz) for o in e]
+        dbox = np.abs(e[:, :4] - y[:, :4])
+        box_px = max(box_px, float(dbox.max()))
+        box_rel = max(box_rel, float((dbox / full_scale(ref, row.imgsz)).max()))
+        score = max(score, float(np.abs(e[:, 4:] - y[:, 4:]).max()))
+    row.raw_box_px, row.raw_box_rel, row.raw_score = box_px, box_rel, score
+    if not np.isfinite([box_rel, score]).all() or max(box_rel, score) > row.tol:
+        row.problems.append(
+            f"raw head differs: max |dbox|/(16*stride) {box_rel:.3e}, max |dscore| {score:.3e} > tolerance {row.tol:.0e}"
+        )
+    return ref_raw, exp_raw
+
+
+def _detections(model, exported, sq, images, row: Row, conf, iou, margin, px_tol, raw_pairs) -> Match:
+    """Post-NMS detections of ``YOLO(model)`` and ``YOLO(exported)`` on ``sq``, matched image by image."""
+    from ultralytics import YOLO
+
+    pt_dets = _predict(YOLO(str(model)), sq, row.imgsz, row.batch, conf, iou)
+    ex_dets = _predict(YOLO(str(exported), task="detect"), sq, row.imgsz, row.batch, conf, iou)
+    total = Match()
+    for i, (a, b, (a_raw, b_raw)) in enumerate(zip(pt_dets, ex_dets, raw_pairs)):
+        m = match_detections(a, b, conf, margin, px_tol, iou, f"image {images[i][0]}: ", a_raw, b_raw)
+        total.n_ref += m.n_ref
+        total.n_exp += m.n_exp
+        total.matched += m.matched
+        total.max_px = max(total.max_px, m.max_px)
+        total.class_mismatch += m.class_mismatch
+        total.near += m.near
+        total.problems += m.problems
+    return total
 
 
 def map_pair(model: Path, exported: Path, data: str | Path, imgsz: int, batch: int) -> tuple[float, float]:

@@ -1,0 +1,108 @@
+"""CoreML exports checked on any OS: the converted ML program's structure, and the traced graph it came from.
+
+A ``.mlpackage`` only runs on macOS (coremltools' ``predict``). Elsewhere we check what can be checked:
+
+- :func:`describe`: the ML program (``spec.mlProgram``, function ``main``) as coremltools wrote it: the operation
+  counts, the input and output shapes of the program, and the declared model inputs/outputs.
+- :func:`structure_problems`: each convolution and linear layer of the fused PyTorch model must appear as a MIL
+  ``conv``/``linear`` (or ``matmul``) op, and the program's input/output shapes must be the PyTorch ones.
+- :func:`traced_gap`: Ultralytics converts ``torch.jit.trace(model, im, strict=False)``; the graph that trace records
+  (Ultralytics' TorchScript export) is loaded back as a PyTorch module and run on *other* inputs than the one traced,
+  against the eager model. A shape or branch baked into the trace shows up there.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class CoreMLSummary:
+    """The converted program: op counts, program input/output shapes, declared input kind."""
+
+    path: Path
+    ops: Counter = field(default_factory=Counter)
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    input_kind: str = ""
+
+
+def _load(path: str | Path):
+    import coremltools as ct
+
+    return ct.models.MLModel(str(path), skip_model_load=True)  # no CoreML framework needed
+
+
+def user_metadata(path: str | Path) -> dict:
+    """Ultralytics' metadata stored in the package (``args`` parsed into a dict)."""
+    meta = dict(_load(path).user_defined_metadata)
+    if "args" in meta:
+        meta["args"] = ast.literal_eval(meta["args"])
+    return meta
+
+
+def _dims(tensor_type) -> tuple[int, ...]:
+    return tuple(d.constant.size if d.HasField("constant") else -1 for d in tensor_type.dimensions)
+
+
+def describe(path: str | Path) -> CoreMLSummary:
+    """Op counts and shapes of the ``main`` function of a converted ML program (-1 for a flexible dimension)."""
+    spec = _load(path).get_spec()
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ValueError(f"{path}: not an ML program (got {spec.WhichOneof('Type')})")
+    fn = spec.mlProgram.functions["main"]
+    block = fn.block_specializations[fn.opset]
+    out = CoreMLSummary(Path(path), Counter(op.type for op in block.operations))
+    out.inputs = {i.name: _dims(i.type.tensorType) for i in fn.inputs}
+    produced = {o.name: _dims(o.type.tensorType) for op in block.operations for o in op.outputs}
+    out.outputs = {name: produced[name] for name in block.outputs}
+    out.input_kind = spec.description.input[0].type.WhichOneof("Type")
+    return out
+
+
+def structure_problems(summary: CoreMLSummary, model, imgsz: int, batch: int = 1) -> list[str]:
+    """What in ``summary`` disagrees with the fused PyTorch ``model`` traced at (batch, 3, imgsz, imgsz)."""
+    import torch
+    from torch import nn
+
+    problems = []
+    convs = sum(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in model.modules())
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    if summary.ops["conv"] != convs:
+        problems.append(f"{summary.ops['conv']} MIL conv ops for {convs} PyTorch convolutions")
+    if summary.ops["linear"] + summary.ops["matmul"] < linears:
+        problems.append(f"{summary.ops['linear']} MIL linear + {summary.ops['matmul']} matmul for {linears} Linear")
+    shape = (batch, 3, imgsz, imgsz)
+    if list(summary.inputs.values()) != [shape]:
+        problems.append(f"program inputs {summary.inputs} != one input of shape {shape}")
+    with torch.inference_mode():
+        y = model(torch.zeros(shape))
+    ys = [t for t in (y if isinstance(y, (list, tuple)) else [y]) if isinstance(t, torch.Tensor)]
+    if list(summary.outputs.values())[:1] != [tuple(ys[0].shape)]:
+        problems.append(f"program outputs {summary.outputs} do not start with PyTorch's {tuple(ys[0].shape)}")
+    return problems
+
+
+def traced_gap(torchscript: str | Path, model, imgsz: int, batch: int = 1, seed: int = 0, n: int = 3) -> float:
+    """Max |traced - eager| of the first output over ``n`` random inputs, none of them the traced one.
+
+    ``torchscript``: Ultralytics' TorchScript export of the same weights at the same size, i.e. the graph that
+    ``torch.jit.trace(model, im, strict=False)`` records from the exporter's prepared model, which is what its CoreML
+    exporter hands to coremltools (the CoreML path differs only in Ultralytics' own ``Attention`` switch).
+    """
+    import torch
+
+    ts = torch.jit.load(str(torchscript), map_location="cpu").eval()
+    model = model.float().eval()
+    g = torch.Generator().manual_seed(seed)
+    gap = 0.0
+    with torch.inference_mode():
+        for _ in range(n):
+            x = torch.rand((batch, 3, imgsz, imgsz), generator=g)
+            a, b = model(x), ts(x)
+            a, b = (a[0] if isinstance(a, (list, tuple)) else a), (b[0] if isinstance(b, (list, tuple)) else b)
+            gap = max(gap, float((a - b).abs().max()))
+    return gap
