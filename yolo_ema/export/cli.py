@@ -93,13 +93,14 @@ def _check_coreml(model: Path, exported: Path, imgsz: int, batch: int, tol: floa
 
     from yolo_ema.export.coreml import describe, structure_problems, traced_gap
     from yolo_ema.export.exporting import export
+    from yolo_ema.export.graph import torchscript_ops
 
     summary = describe(exported)
     net = YOLO(str(model)).model.float().eval().fuse()
-    problems = structure_problems(summary, net, imgsz, batch)
     with tempfile.TemporaryDirectory(prefix="yolo-ema-coreml-trace-") as tmp:
         ts = export(model, "torchscript", imgsz=imgsz, batch=batch, output=Path(tmp) / "traced.torchscript").path
-        gap = traced_gap(ts, net, imgsz, batch)
+        gap, out_shape = traced_gap(ts, net, imgsz, batch)
+        problems = structure_problems(summary, torchscript_ops(ts), out_shape)
     if gap > tol:
         problems.append(f"the traced graph differs from eager PyTorch by {gap:.2e} > {tol:.0e} on other inputs")
     ops = ", ".join(f"{k} {n}" for k, n in summary.ops.most_common() if k != "const")

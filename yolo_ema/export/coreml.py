@@ -4,7 +4,7 @@ A ``.mlpackage`` only runs on macOS (coremltools' ``predict``). Elsewhere we che
 
 - :func:`describe`: the ML program (``spec.mlProgram``, function ``main``) as coremltools wrote it: the operation
   counts, the input and output shapes of the program, and the declared model inputs/outputs.
-- :func:`structure_problems`: each convolution and linear layer of the fused PyTorch model must appear as a MIL
+- :func:`structure_problems`: each convolution and linear/matmul of the traced graph must appear as a MIL
   ``conv``/``linear`` (or ``matmul``) op, and the program's input/output shapes must be the PyTorch ones.
 - :func:`traced_gap`: Ultralytics converts ``torch.jit.trace(model, im, strict=False)``; the graph that trace records
   (Ultralytics' TorchScript export) is loaded back as a PyTorch module and run on *other* inputs than the one traced,
@@ -63,35 +63,44 @@ def describe(path: str | Path) -> CoreMLSummary:
     return out
 
 
-def structure_problems(summary: CoreMLSummary, model, imgsz: int, batch: int = 1) -> list[str]:
-    """What in ``summary`` disagrees with the fused PyTorch ``model`` traced at (batch, 3, imgsz, imgsz)."""
-    import torch
-    from torch import nn
+TRACED_CONV = ("aten::_convolution", "aten::conv1d", "aten::conv2d")
+TRACED_LINEAR = ("aten::linear", "aten::matmul", "aten::addmm")
 
+
+def structure_problems(summary: CoreMLSummary, traced_ops: Counter, output_shape: tuple[int, ...]) -> list[str]:
+    """What in ``summary`` disagrees with the traced graph it was converted from.
+
+    Args:
+        summary: :func:`describe` of the program.
+        traced_ops: node kinds of the traced graph (:func:`yolo_ema.export.graph.torchscript_ops`).
+        output_shape: PyTorch's first output shape for the traced input.
+    """
     problems = []
-    convs = sum(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in model.modules())
-    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    convs = sum(traced_ops[k] for k in TRACED_CONV)
+    linears = sum(traced_ops[k] for k in TRACED_LINEAR)
     if summary.ops["conv"] != convs:
-        problems.append(f"{summary.ops['conv']} MIL conv ops for {convs} PyTorch convolutions")
-    if summary.ops["linear"] + summary.ops["matmul"] < linears:
-        problems.append(f"{summary.ops['linear']} MIL linear + {summary.ops['matmul']} matmul for {linears} Linear")
-    shape = (batch, 3, imgsz, imgsz)
-    if list(summary.inputs.values()) != [shape]:
-        problems.append(f"program inputs {summary.inputs} != one input of shape {shape}")
-    with torch.inference_mode():
-        y = model(torch.zeros(shape))
-    ys = [t for t in (y if isinstance(y, (list, tuple)) else [y]) if isinstance(t, torch.Tensor)]
-    if list(summary.outputs.values())[:1] != [tuple(ys[0].shape)]:
-        problems.append(f"program outputs {summary.outputs} do not start with PyTorch's {tuple(ys[0].shape)}")
+        problems.append(f"{summary.ops['conv']} MIL conv ops for {convs} convolutions in the traced graph")
+    if summary.ops["linear"] + summary.ops["matmul"] != linears:
+        problems.append(
+            f"{summary.ops['linear']} MIL linear + {summary.ops['matmul']} matmul for {linears} in the traced graph"
+        )
+    shape = (output_shape[0], 3) if len(summary.inputs) == 1 else None
+    if shape is None or next(iter(summary.inputs.values()))[:2] != shape:
+        problems.append(f"program inputs {summary.inputs}: expected one ({shape[0] if shape else '?'}, 3, H, W)")
+    if list(summary.outputs.values())[:1] != [tuple(output_shape)]:
+        problems.append(f"program outputs {summary.outputs} do not start with PyTorch's {tuple(output_shape)}")
     return problems
 
 
-def traced_gap(torchscript: str | Path, model, imgsz: int, batch: int = 1, seed: int = 0, n: int = 3) -> float:
+def traced_gap(
+    torchscript: str | Path, model, imgsz: int, batch: int = 1, seed: int = 0, n: int = 3
+) -> tuple[float, tuple[int, ...]]:
     """Max |traced - eager| of the first output over ``n`` random inputs, none of them the traced one.
 
     ``torchscript``: Ultralytics' TorchScript export of the same weights at the same size, i.e. the graph that
     ``torch.jit.trace(model, im, strict=False)`` records from the exporter's prepared model, which is what its CoreML
     exporter hands to coremltools (the CoreML path differs only in Ultralytics' own ``Attention`` switch).
+    Returns the gap and PyTorch's first output shape.
     """
     import torch
 
@@ -105,4 +114,4 @@ def traced_gap(torchscript: str | Path, model, imgsz: int, batch: int = 1, seed:
             a, b = model(x), ts(x)
             a, b = (a[0] if isinstance(a, (list, tuple)) else a), (b[0] if isinstance(b, (list, tuple)) else b)
             gap = max(gap, float((a - b).abs().max()))
-    return gap
+    return gap, tuple(a.shape)
