@@ -99,7 +99,7 @@ def config_from_args(args: argparse.Namespace):
     from yolo_ema.bench.pipeline import Config
 
     preset = dict(PRESETS[preset_name(args.data, args.device)])
-    if preset["device"] != "cpu" and args.device is None:
+    if preset["device"] != "cpu" and args.device is None and not args.scheduler:  # the workers have the GPUs
         import torch
 
         if not torch.cuda.is_available():
@@ -116,7 +116,11 @@ def config_from_args(args: argparse.Namespace):
         raise ValueError(f"--pretrain-epochs must be >= 0, got {preset['pretrain_epochs']}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    if not args.scheduler:
+    if args.scheduler:
+        from yolo_ema.bench.cluster import preflight
+
+        preflight(preset["device"])  # Dask installed, --device usable on a worker
+    else:
         from yolo_ema.bench.jobs import resolve_device
 
         preset["device"] = resolve_device(preset["device"])  # all -> 0,1,... of this machine

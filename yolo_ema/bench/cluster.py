@@ -15,6 +15,12 @@ error naming the run, and the same command resumes it. Dask: https://distributed
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import traceback
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -45,17 +51,29 @@ def resources(device: str) -> dict:
     return {"GPU": len(gpus)} if gpus else {"runs": 1}
 
 
+def preflight(device: str) -> dict:
+    """Fail before any work if ``--scheduler`` cannot be used: Dask missing or ``--device`` unusable; the resources
+    each run will ask for."""
+    distributed()
+    return resources(device)
+
+
 def connect(address: str, timeout: str = CONNECT_TIMEOUT):
     """A client of the scheduler at ``address``; an unreachable one is an error naming it."""
     d = distributed()
     try:
-        return d.Client(address, timeout=timeout, set_as_default=False)
+        return d.Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as e:
         raise BenchmarkError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from None
 
 
 def task(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict) -> dict:
-    """On a Dask worker: one run trained (or reused/resumed), evaluated and scored; its output in the run's log."""
+    """On a Dask worker: one run trained (or reused/resumed), evaluated and scored in a fresh Python process (its
+    output in the run's log), which dies with the worker.
+
+    A fresh process because training inside the worker process itself did not reproduce a fresh process's numbers
+    (measured: other losses from the first epoch on, for the same seed and settings), and it frees the GPU's memory
+    after each run."""
     from distributed import get_worker
 
     worker = get_worker().address
@@ -64,8 +82,39 @@ def task(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict) -> 
             f"run {run.name} on worker {worker}: {data_yaml} not found; --out and the data must be on storage every "
             "worker sees at the same path"
         )
-    with jobs.output_to(jobs.log_path(out, run)):
-        return jobs.train_and_score(run, data_yaml, settings, out, ev, print, worker=worker)
+    log = jobs.log_path(out, run)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-task-") as tmp:
+        job = Path(tmp) / "job.pkl"
+        job.write_bytes(pickle.dumps((run, data_yaml, settings, out, ev, worker)))
+        with open(log, "ab") as f:
+            p = subprocess.run([sys.executable, "-m", "yolo_ema.bench.cluster", str(job)], stdin=subprocess.DEVNULL,
+                               stdout=f, stderr=subprocess.STDOUT, check=False)  # fmt: skip
+        result = job.with_name("result.pkl")
+        if result.is_file():
+            ok, value = pickle.loads(result.read_bytes())
+            if ok:
+                return value
+            raise value
+    how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
+    raise BenchmarkError(f"run {run.name} on worker {worker}: its process ended ({how}) without a result; see {log}")
+
+
+def _child(job: Path) -> None:
+    """The process :func:`task` starts: run the job in ``job`` and leave ``(ok, record or error)`` beside it."""
+    jobs._init_slot(None)  # dies with the worker
+    run, data_yaml, settings, out, ev, worker = pickle.loads(job.read_bytes())
+    try:
+        value = True, jobs.train_and_score(run, data_yaml, settings, out, ev, print, worker=worker)
+    except Exception as e:
+        traceback.print_exc()
+        try:
+            value = False, pickle.loads(pickle.dumps(e))
+        except Exception:  # an error that does not pickle travels as its text
+            value = False, BenchmarkError(f"run {run.name} on worker {worker}: {type(e).__name__}: {e}")
+    tmp = job.with_name("result.tmp")
+    tmp.write_bytes(pickle.dumps(value))
+    os.replace(tmp, job.with_name("result.pkl"))
 
 
 def _offers(client, need: dict) -> list[str]:
@@ -117,3 +166,7 @@ def run_all(runs: list[Run], data_yaml: Path, settings: Settings, out: Path, ev:
             if len(results) < len(runs):
                 client.cancel(list(futures))  # a task already running finishes on its worker, under its run lock
     return [results[i] for i in range(len(runs))]
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))
