@@ -140,7 +140,7 @@ def latency(models: dict, imgsz: int, runs: int = 30, warmup: int = 5, device: s
     return {k: timing.summary_ms(s) for k, s in samples.items()}
 
 
-def ultralytics_exports(models: dict, imgsz: int, fmt: str, folder) -> dict[str, str]:
+def ultralytics_exports(models: dict, imgsz: int, fmt: str, folder, batch: int = 1) -> dict[str, str]:
     """``{label: path}`` of the files ``YOLO(...).export(format=fmt, imgsz=imgsz)`` writes for each model (a weights
     path, a ``YOLO`` or an ``nn.Module``), each from a float32 checkpoint of its fused-or-not model in ``folder``."""
     from pathlib import Path
@@ -150,10 +150,11 @@ def ultralytics_exports(models: dict, imgsz: int, fmt: str, folder) -> dict[str,
 
     out = {}
     for label, model in models.items():
-        pt = Path(folder) / f"{''.join(ch if ch.isalnum() else '_' for ch in label)}.pt"
+        stem = "".join(ch if ch.isalnum() else "_" for ch in label) + ("" if batch == 1 else f"_b{batch}")
+        pt = Path(folder) / f"{stem}.pt"
         if not pt.exists():
             torch.save({"model": copy.deepcopy(load_model(model)).float().cpu()}, pt)
-        out[label] = str(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, batch=1, device="cpu"))
+        out[label] = str(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, batch=batch, device="cpu"))
     return out
 
 

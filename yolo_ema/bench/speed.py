@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="256,640", help="image sizes of the whole-model table (default 256,640)")
     parser.add_argument("--model-repeats", type=int, default=20, help="timed repeats per whole-model measurement")
     parser.add_argument("--no-model", action="store_true", help="skip the whole-model table")
+    parser.add_argument("--device", default="cpu", help="whole-model eager device: cpu | 0 | cuda:0 (default cpu)")
+    parser.add_argument("--batch", default="1", help="whole-model batch sizes, comma-separated (default 1)")
+    parser.add_argument("--no-layer", action="store_true", help="skip the layer measurements")
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime and OpenVINO in the model table")
     parser.add_argument("--no-openvino", action="store_true", help="skip OpenVINO in the model table")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (Ultralytics attempt_compile)")
@@ -270,48 +273,64 @@ def model_table(args) -> list[dict]:
     print(
         f"{'model':<9} {'imgsz':>5}  {'runtime':<12} {'th':>2}  {'baseline':>10}  {'EMA ours':>24}  {'EMA paper':>24}"
     )
+    dev = cost.torch_device(args.device)
+    batches = [int(v) for v in str(args.batch).split(",") if v.strip()]
     records, flops = [], []
     for scale in (s.strip() for s in args.scales.split(",") if s.strip()):
         models = build_models(scale)
         for imgsz in (int(v) for v in args.sizes.split(",") if v.strip()):
-            x = cost._input(imgsz)
-            fused = {k: cost.eval_model(m) for k, m in models.items()}
-            for t in counts:
-                torch.set_num_threads(t)
-                line, rec = _row(scale, imgsz, "eager", t, timing.eager_latency(fused, x, args.model_repeats))
-                print(line, flush=True)
-                records.append(rec)
+            fused = {k: cost.eval_model(m).to(dev) for k, m in models.items()}
+            for b in batches:
+                x = cost._input(imgsz, b).to(dev)
+                name = "eager" if dev.type == "cpu" else f"eager {dev.type}"
+                name += "" if b == 1 else f" b{b}"
+                for t in counts:
+                    torch.set_num_threads(t)
+                    line, rec = _row(scale, imgsz, name, t, timing.eager_latency(fused, x, args.model_repeats))
+                    print(line, flush=True)
+                    records.append({**rec, "batch": b, "device": str(dev)})
+                    if dev.type != "cpu":
+                        break  # threads only matter on the CPU
             torch.set_num_threads(max(counts))
             if not args.no_onnx:
-                records += _exported(args, scale, imgsz, models, counts)
+                records += _exported(args, scale, imgsz, models, counts, dev, batches)
+            x = cost._input(imgsz)
             if args.compile:
-                _compiled(scale, imgsz, fused, x, args.model_repeats)
-            fb, fo = cost.count_flops(fused["baseline"], x), cost.count_flops(fused["ours"], x)
+                _compiled(scale, imgsz, {k: m.cpu() for k, m in fused.items()}, x, args.model_repeats)
+            fb, fo = cost.count_flops(fused["baseline"].cpu(), x), cost.count_flops(fused["ours"].cpu(), x)
             flops.append(f"yolov8{scale} {imgsz}: {fb / 1e9:.2f} GFLOPs, EMA {(fo - fb) / fb * 100:+.2f}%")
     print("flops (FlopCounterMode): " + "; ".join(flops))
     return records
 
 
-def _exported(args, scale: str, imgsz: int, models: dict, counts: list[int]) -> list[dict]:
+def _exported(args, scale: str, imgsz: int, models: dict, counts: list[int], dev, batches) -> list[dict]:
+    """Ultralytics' ONNX and OpenVINO exports timed on the CPU (batch 1), or onnxruntime CUDA on a GPU (each batch)."""
     from yolo_ema.bench import cost, timing
 
+    cuda = dev.type == "cuda"
     runtimes = {"onnxruntime": ("onnx", timing.onnxruntime_latency)}
-    if not args.no_openvino:
+    if not args.no_openvino and not cuda:
         runtimes["openvino"] = ("openvino", timing.openvino_latency)
-    x = cost._input(imgsz).numpy()
     records = []
     with tempfile.TemporaryDirectory(prefix="yolo-ema-speed-") as tmp:
         for name, (fmt, fn) in runtimes.items():
             try:
-                __import__(name)
+                ort = __import__(name)
             except ImportError as e:
                 print(f"yolov8{scale:<2} {imgsz:>5}  {name:<12} skipped ({e.name} not installed)")
                 continue
-            files = cost.ultralytics_exports(models, imgsz, fmt, tmp)
-            for t in counts:
-                line, rec = _row(scale, imgsz, name, t, fn(files, x, t, args.model_repeats))
-                print(line, flush=True)
-                records.append(rec)
+            if cuda and "CUDAExecutionProvider" not in ort.get_available_providers():
+                print(f"yolov8{scale:<2} {imgsz:>5}  {name:<12} skipped (no CUDAExecutionProvider: onnxruntime-gpu)")
+                continue
+            for b in batches if cuda else [1]:
+                files = cost.ultralytics_exports(models, imgsz, fmt, tmp, batch=b)
+                x = cost._input(imgsz, b).numpy()
+                label = (f"{name} cuda" if cuda else name) + ("" if b == 1 else f" b{b}")
+                for t in counts[-1:] if cuda else counts:
+                    kw = {"cuda": True} if cuda else {}
+                    line, rec = _row(scale, imgsz, label, t, fn(files, x, t, args.model_repeats, **kw))
+                    print(line, flush=True)
+                    records.append({**rec, "batch": b, "device": str(dev) if cuda else "cpu"})
     return records
 
 
@@ -356,7 +375,8 @@ def run(args) -> int:
     torch.set_num_threads(max(counts))
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {counts}, load average {load}")
-    layer_benchmarks(args)
+    if not args.no_layer:
+        layer_benchmarks(args)
     records = [] if args.no_model else model_table(args)
     if args.json:
         from yolo_ema.data import fsio

@@ -82,22 +82,26 @@ def wide(interval: dict[str, float], points: float = 2.0) -> bool:
     return (interval["hi"] - interval["lo"]) * 100 / 2 > points
 
 
-def ort_session(path, threads: int):
-    """The onnxruntime CPU session used for timing: ``threads`` intra-op threads, one inter-op thread, and idle threads
+def ort_session(path, threads: int, cuda: bool = False):
+    """The onnxruntime session used for timing: ``threads`` intra-op threads, one inter-op thread, and idle threads
     that sleep instead of spinning (``session.intra_op.allow_spinning=0``: on a shared CPU, spinning workers take the
-    cores other processes need and then wait for them, which made batch-1 latency at small images bimodal)."""
+    cores other processes need and then wait for them, which made batch-1 latency at small images bimodal); on the
+    CUDA execution provider when ``cuda``."""
     from yolo_ema.export.backends import ort_session as build
 
-    return build(path, threads=threads, spinning=False)
+    session = build(path, threads=threads, spinning=False)
+    if cuda:
+        session.set_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    return session
 
 
 def onnxruntime_latency(
-    paths: dict[str, str], x, threads: int, repeats: int, warmup: int = 2
+    paths: dict[str, str], x, threads: int, repeats: int, warmup: int = 2, cuda: bool = False
 ) -> dict[str, list[float]]:
-    """Interleaved onnxruntime CPU runs of ONNX files on ``x`` (numpy or torch) with ``threads`` intra-op threads."""
+    """Interleaved onnxruntime runs of ONNX files on ``x`` (numpy or torch) with ``threads`` intra-op threads."""
     import numpy as np
 
-    sessions = {k: ort_session(p, threads) for k, p in paths.items()}
+    sessions = {k: ort_session(p, threads, cuda) for k, p in paths.items()}
     feed = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
     feeds = {k: {s.get_inputs()[0].name: feed} for k, s in sessions.items()}
     return interleaved({k: (lambda s=s, f=feeds[k]: s.run(None, f)) for k, s in sessions.items()}, repeats, warmup)
