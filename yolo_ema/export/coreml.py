@@ -76,8 +76,8 @@ def structure_problems(summary: CoreMLSummary, traced_ops: Counter, output_shape
         output_shape: PyTorch's first output shape for the traced input.
     """
     problems = []
-    convs = sum(traced_ops[k] for k in TRACED_CONV)
-    linears = sum(traced_ops[k] for k in TRACED_LINEAR)
+    convs = sum(traced_ops.get(k, 0) for k in TRACED_CONV)
+    linears = sum(traced_ops.get(k, 0) for k in TRACED_LINEAR)
     if summary.ops["conv"] != convs:
         problems.append(f"{summary.ops['conv']} MIL conv ops for {convs} convolutions in the traced graph")
     if summary.ops["linear"] + summary.ops["matmul"] != linears:
