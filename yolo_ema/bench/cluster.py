@@ -1,11 +1,11 @@
 """The benchmark's runs on a Dask distributed cluster (``yolo-ema benchmark --scheduler ADDRESS``).
 
-Each (model, seed) run, with its evaluation and bootstrap scoring, is one task (:func:`task`, the same
-:func:`yolo_ema.bench.jobs.train_and_score` as the local slots) that asks the scheduler for the worker resources it
-needs: ``GPU=<number of GPUs in --device>`` on a GPU, ``runs=1`` on a CPU (start CPU workers with
+Each (model, seed) run, with its evaluation and bootstrap scoring, is one task (:func:`task`: the local slots'
+:func:`yolo_ema.bench.jobs.train_and_score`, in a fresh process the worker starts) that asks the scheduler for the
+worker resources it needs: ``GPU=<number of GPUs in --device>`` on a GPU, ``runs=1`` on a CPU (start CPU workers with
 ``--resources runs=1`` so each trains one run at a time). On the worker, ``--device`` names the GPUs as that worker
-sees them: start one worker per GPU, each with its own ``CUDA_VISIBLE_DEVICES`` (``dask cuda worker`` does this),
-and runs train on device 0. The driver gathers the records and writes the report.
+sees them: start one worker per GPU, each with its own ``CUDA_VISIBLE_DEVICES`` (dask-cuda's ``dask cuda worker``
+sets it per worker), and runs train on device 0. The driver gathers the records and writes the report.
 
 Every worker must see ``--out`` (and the data) at the same path: run folders, logs and locks live there. A worker
 that dies mid-run leaves the run's ``last.pt``: the scheduler hands the task to another worker (up to
