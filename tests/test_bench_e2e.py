@@ -9,7 +9,10 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from yolo_ema.bench import stats
 
 TINY = ["--synthetic-images", "12", "--synthetic-size", "96", "--imgsz", "64", "--epochs", "3", "--seeds", "0"]
 TINY += ["--pretrain-epochs", "1", "--arms", "ema", "--batch", "4", "--jobs", "2", "--resamples", "20"]
@@ -78,19 +81,60 @@ def test_benchmark_killed_in_training_resumes_and_reports(tmp_path, capsys):
     for f in ("report.md", "report.json", "plot.png", "attention.png"):
         assert (out / f).is_file(), f
     assert set(rep["bootstrap"]["arms"]) == {"yolov8n-ema"}
-    pooled = rep["bootstrap"]["arms"]["yolov8n-ema"]["pooled"]
-    assert pooled["AP50"]["resamples"] == 20 and pooled["AP50"]["verdict"] in (
-        "better",
-        "worse",
-        "no detectable difference",
-    )
+    ap50 = rep["bootstrap"]["arms"]["yolov8n-ema"]["pooled"]["AP50"]
+    assert ap50["resamples"] == 20 and ap50["covers"] == stats.IMAGES_ONLY  # one seed: image sampling only
+    assert ap50["verdict"] == stats.verdict(ap50["lo"], ap50["hi"]) and ap50["lo"] <= ap50["diff"] <= ap50["hi"]
+    assert ap50["seeds_for_1_point"] is None and ap50["mde"] > 0
     c = rep["cost"]
     assert c["yolov8n-ema"]["params"] - c["yolov8n"]["params"] == c["yolov8n-ema"]["ema_params"] > 0
     lat = c["yolov8n"]["latency"]
     assert set(lat) == {"64", "96"} and set(lat["96"]) == {"eager", "onnxruntime"}
     md = (out / "report.md").read_text()
-    assert md.splitlines()[2].startswith("- **yolov8n-ema** vs yolov8n (one seed): COCO AP50 **")
+    assert md.splitlines()[2].startswith(
+        f"- **these yolov8n-ema weights** vs these yolov8n weights (one training each: image sampling only, training "
+        f"noise not measured): **{ap50['verdict']}** in COCO AP50"
+    )
     assert md.splitlines()[0] in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_control_arm_trains_disjoint_seeds_and_is_scored_over_seeds_and_images(tmp_path, capsys):
+    from scipy import stats as st
+
+    from yolo_ema.cli import main
+
+    out = tmp_path / "bench"
+    assert (
+        main(["benchmark", "--out", str(out), *TINY, "--epochs", "1", "--seeds", "0", "1", "--arms", "control", "ema"])
+        == 0
+    )  # fmt: skip (the later options win)
+    rep = json.loads((out / "report.json").read_text())
+    assert [(r["label"], r["seed"]) for r in rep["runs"]] == [
+        ("yolov8n", 0), ("yolov8n-control", 1000), ("yolov8n-ema", 0),
+        ("yolov8n", 1), ("yolov8n-control", 1001), ("yolov8n-ema", 1),
+    ]  # fmt: skip
+    assert rep["benchmark"]["configs"]["yolov8n-control"] == rep["benchmark"]["configs"]["yolov8n"]
+    assert set(rep["cost"]) == {"yolov8n", "yolov8n-ema"}  # the control is the baseline's own model
+    for label in ("yolov8n-control", "yolov8n-ema"):
+        iv = rep["bootstrap"]["arms"][label]["pooled"]["AP50"]
+        # the interval by hand: mean of the per-seed differences +- t(0.975, 1) * sqrt(var / 2 + shared image var)
+        seeds = [0, 1]
+        run_seeds = [1000 + s for s in seeds] if label.endswith("control") else seeds
+        boot = []
+        for s, a in zip(seeds, run_seeds):
+            b = json.loads(next((out / "runs" / f"yolov8n-seed{s}").glob("bootstrap-*.json")).read_text())["scores"]
+            x = json.loads(next((out / "runs" / f"{label}-seed{a}").glob("bootstrap-*.json")).read_text())["scores"]
+            j = b["keys"].index("AP50")
+            boot.append((np.array(x["full"]["AP50"] - b["full"]["AP50"]),
+                         np.asarray(x["boot"])[:, j] - np.asarray(b["boot"])[:, j]))  # fmt: skip
+        d = np.array([f for f, _ in boot])
+        shared = max(0.0, float(np.cov(boot[0][1], boot[1][1])[0, 1]))
+        half = st.t.ppf(0.975, 1) * np.sqrt(d.var(ddof=1) / 2 + shared)
+        assert iv["covers"] == stats.SEEDS_AND_IMAGES and iv["n_seeds"] == 2
+        assert (iv["lo"], iv["hi"]) == pytest.approx((d.mean() - half, d.mean() + half), abs=1e-9)
+    md = (out / "report.md").read_text().splitlines()
+    assert md[2].startswith("- **yolov8n-control** vs yolov8n (2 seeds): **") and "can detect differences" in md[2]
+    assert md[3].startswith("- **yolov8n-ema** vs yolov8n (2 seeds): **")
 
 
 def test_cli_errors_name_the_culprit(tmp_path, capsys):
@@ -107,12 +151,15 @@ def test_cli_errors_name_the_culprit(tmp_path, capsys):
     assert "--epochs must be >= 1" in capsys.readouterr().err
     assert main(["benchmark", "--seeds", "1", "1", "--out", str(tmp_path)]) == 2
     assert "duplicates" in capsys.readouterr().err
+    assert main(["benchmark", "--seeds", "1000", "--arms", "control", "--out", str(tmp_path)]) == 2
+    assert "--seeds [1000] with --arms control" in capsys.readouterr().err
 
 
 def test_presets_cpu_default_and_gpu_scale_up():
     import argparse
+    import dataclasses
 
-    from yolo_ema.bench import cli
+    from yolo_ema.bench import cli, pipeline, presets
     from yolo_ema.bench.jobs import default_jobs
     from yolo_ema.data import synthetic
 
@@ -124,7 +171,10 @@ def test_presets_cpu_default_and_gpu_scale_up():
         synthetic.DEFAULT_SIZE,
         256,
     )
-    assert cpu.arms == ["ema", "ema-paper"] and cpu.seeds == [0, 1, 2] and cpu.pretrain_epochs > 0
+    assert (cpu.arms, cpu.seeds) == (list(presets.DEFAULT["arms"]), list(presets.DEFAULT["seeds"]))
+    assert cpu.pretrain_epochs > 0 and pipeline.Config() == dataclasses.replace(
+        cpu, command=None, out=pipeline.Config().out
+    )
     assert cpu.device == "cpu" and cpu.resamples >= 1000
     gpu = cli.config_from_args(p.parse_args(["--device", "0"]))
     assert gpu.device == "0" and gpu.imgsz == 640 and gpu.synthetic_images >= 1000 and gpu.epochs > cpu.epochs

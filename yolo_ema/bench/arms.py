@@ -16,7 +16,6 @@ import re
 
 from yolo_ema.bench.runner import BenchmarkError
 
-DEFAULT_ARMS = ("ema", "ema-paper")
 CONTROL = "control"
 CONTROL_SEED_OFFSET = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

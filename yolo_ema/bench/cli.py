@@ -4,7 +4,8 @@ With no arguments: the embedded synthetic set, yolov8n against yolov8n-ema (EMA 
 (the authors' placement), 3 seeds, sized to learn on a 2-core CPU in about 15 minutes: the baseline is pre-trained
 once, then every model is fine-tuned from it per seed, two runs at a time. With a CUDA device (``--device 0``) the
 synthetic preset scales up (more and larger images, longer schedules). ``--data visdrone`` / ``--data coco`` / a
-prepared folder run the real experiment with GPU defaults. Options left out take the preset's value (:data:`PRESETS`).
+prepared folder run the real experiment with GPU defaults. Options left out take the preset's value
+(:mod:`yolo_ema.bench.presets`).
 """
 
 from __future__ import annotations
@@ -14,27 +15,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from yolo_ema.bench.arms import DEFAULT_ARMS
+from yolo_ema.bench.presets import DEFAULT, PRESETS, preset_name
 from yolo_ema.data.synthetic import DEFAULT_IMAGES, DEFAULT_SIZE
 from yolo_ema.eval.metrics import PROTOCOLS
-
-# Defaults per --data (an explicit option always wins). "synthetic" is sized to learn (COCO AP50 >= 0.25 for every
-# model and seed) within ~15 min on a quiet 2-core CPU. Measured on a shared 2-core machine: 6 pre-training epochs
-# reach mAP50 0.40; 4 fine-tuning epochs from there 0.61-0.67 COCO AP50 for all 3 models x 3 seeds in 18.3 min under
-# load (1100 CPU-s); the preset fine-tunes 3 epochs to keep a margin under 15 min on a quiet machine.
-# "synthetic-gpu" is what --device 0 turns it into (not measured on a GPU here).
-FAST = dict(nbs=16, optimizer="AdamW", lr0=0.002)  # an optimizer step per batch of 16: enough steps on 300 images
-PRESETS = {
-    "synthetic": dict(epochs=3, pretrain_epochs=6, imgsz=DEFAULT_SIZE, batch=16, device="cpu", workers=0, val=False,
-                      synthetic_images=DEFAULT_IMAGES, synthetic_size=DEFAULT_SIZE,
-                      extra=dict(FAST, warmup_epochs=0),  # fine-tuning: no warm-up, lr decays, no mosaic
-                      pretrain_extra=dict(FAST, warmup_epochs=1, lrf=1.0, close_mosaic=0)),  # flat lr, mosaic on
-    "synthetic-gpu": dict(epochs=20, pretrain_epochs=60, imgsz=640, batch=32, device="0", workers=8, val=False,
-                          synthetic_images=4000, synthetic_size=640, extra=dict(warmup_epochs=0), pretrain_extra={}),
-    "visdrone": dict(epochs=200, pretrain_epochs=0, imgsz=640, batch=16, device="0", workers=8, val=True, extra={}),
-    "coco": dict(epochs=300, pretrain_epochs=0, imgsz=640, batch=32, device="0", workers=8, val=True, extra={}),
-    "folder": dict(epochs=100, pretrain_epochs=0, imgsz=640, batch=16, device="0", workers=8, val=True, extra={}),
-}  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,9 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "PATH to a folder prepared by `yolo-ema prepare`",
     )
     p.add_argument("--model", default="yolov8n", help="baseline name (yolov8n); arm X is the config <model>-X.yaml")
-    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS),
-                   help=f"compared variants (default: {' '.join(DEFAULT_ARMS)}; e.g. cbam, c2f-ema)")  # fmt: skip
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--arms", nargs="+", default=None,
+                   help=f"compared variants (synthetic: {' '.join(DEFAULT['arms'])}; e.g. cbam, c2f-ema; control: the "
+                   "baseline again with other seeds, the A/A check of the run's noise floor)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help=f"training seeds (synthetic: {' '.join(map(str, DEFAULT['seeds']))})")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None, help="epochs per model and seed (synthetic 3, visdrone 200)")
     p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="pre-train the baseline once for this many epochs; every model is fine-tuned from it "
@@ -87,13 +72,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--no-val", dest="val", action="store_false", help="validate only after the last epoch")
 
 
-def preset_name(data: str, device: str | None = None) -> str:
-    """The preset of ``--data`` (a CUDA ``--device`` turns "synthetic" into "synthetic-gpu")."""
-    if data == "synthetic":
-        return "synthetic-gpu" if device is not None and str(device).lower() not in ("cpu", "") else "synthetic"
-    return data if data in ("visdrone", "coco") else "folder"
-
-
 def config_from_args(args: argparse.Namespace):
     """A :class:`yolo_ema.bench.pipeline.Config` from parsed arguments and the preset of ``--data``."""
     from yolo_ema.bench.pipeline import Config
@@ -129,8 +107,6 @@ def config_from_args(args: argparse.Namespace):
     return Config(
         data=args.data,
         model=args.model,
-        arms=list(args.arms),
-        seeds=list(args.seeds),
         out=args.out,
         weights=args.weights,
         pretrained=args.pretrained,
@@ -149,7 +125,7 @@ def config_from_args(args: argparse.Namespace):
         command="yolo-ema benchmark" + "".join(" " + shlex.quote(a) for a in sys.argv[2:])
         if len(sys.argv) > 1 and sys.argv[1] == "benchmark"
         else None,
-        **{k: v for k, v in preset.items() if k != "resamples"},
+        **{k: list(v) if k in ("arms", "seeds") else v for k, v in preset.items() if k != "resamples"},
     )
 
 

@@ -19,8 +19,8 @@ from typing import Callable
 
 from yolo_ema.bench import arms, bootstrap, data, evaluation, lock, report, runner
 from yolo_ema.bench import jobs as jobs_
-from yolo_ema.bench.arms import DEFAULT_ARMS
 from yolo_ema.bench.jobs import default_jobs
+from yolo_ema.bench.presets import DEFAULT
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 SYNTHETIC_NOTE = (
@@ -30,24 +30,26 @@ SYNTHETIC_NOTE = (
     "schedule only; judge EMA for your data with your data (`--data PATH`) or the paper recipe in scripts/ on a GPU."
 )
 REAL_NOTE = (
-    "With {n} seed(s), the seed range shows how much training noise there is; the verdicts come from the intervals."
+    "With {n} seed(s) per model. The verdicts' intervals cover training noise (the seeds) and the validation images; "
+    "with one seed (or given weights) they cover the images only and speak of those weights, not of the method."
 )
 
 
 @dataclass
 class Config:
-    """What to benchmark and how; see ``yolo-ema benchmark --help`` for each field."""
+    """What to benchmark and how; see ``yolo-ema benchmark --help`` for each field. The defaults are the synthetic
+    preset's (:mod:`yolo_ema.bench.presets`)."""
 
     data: str = "synthetic"
     model: str = "yolov8n"
-    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS))
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 5
-    pretrain_epochs: int = 0
-    imgsz: int = 256
-    batch: int = 8
-    device: str = "cpu"
-    workers: int = 0
+    arms: list = field(default_factory=lambda: list(DEFAULT["arms"]))
+    seeds: list = field(default_factory=lambda: list(DEFAULT["seeds"]))
+    epochs: int = DEFAULT["epochs"]
+    pretrain_epochs: int = DEFAULT["pretrain_epochs"]
+    imgsz: int = DEFAULT["imgsz"]
+    batch: int = DEFAULT["batch"]
+    device: str = DEFAULT["device"]
+    workers: int = DEFAULT["workers"]
     jobs: int | None = None
     scheduler: str | None = None  # Dask scheduler address: runs go to that cluster instead of the local pool
     out: Path = Path("runs/benchmark")
@@ -58,16 +60,16 @@ class Config:
     cache: Path | None = None
     split: str = "val"
     protocol: str = "auto"
-    val: bool = False
-    synthetic_images: int = 400
-    synthetic_size: int = 256
+    val: bool = DEFAULT["val"]
+    synthetic_images: int = DEFAULT["synthetic_images"]
+    synthetic_size: int = DEFAULT["synthetic_size"]
     latency_sizes: list | None = None  # None: imgsz and 640
     latency_runs: int = 30
     latency_warmup: int = 5
     threads: int | None = None  # torch CPU threads for latency (None: all cores); training uses Ultralytics' choice
     resamples: int = bootstrap.RESAMPLES
-    extra: dict = field(default_factory=dict)  # further Ultralytics train arguments of every model's run
-    pretrain_extra: dict = field(default_factory=dict)  # ... of the baseline's pre-training
+    extra: dict = field(default_factory=lambda: dict(DEFAULT["extra"]))  # Ultralytics train arguments of each run
+    pretrain_extra: dict = field(default_factory=lambda: dict(DEFAULT["pretrain_extra"]))  # ... of the pre-training
     command: str | None = None
 
 
