@@ -31,16 +31,16 @@ def maps(model, image) -> list:
         return [attention_map(lay, x.float())[0].mean(0).numpy() for lay, x in zip(layers, inputs)]
 
 
-def _letterbox(path: Path, imgsz: int):
-    """The image as RGB uint8 [S, S, 3] (resized so the long side is ``imgsz``, padded grey at the bottom/right)."""
-    from PIL import Image
+def _letterbox(path: Path, imgsz: int) -> np.ndarray:
+    """The image as RGB uint8 [S, S, 3], letterboxed by Ultralytics' LetterBox (the one letterbox: parity.squared)."""
+    import cv2
 
-    im = Image.open(path).convert("RGB")
-    r = imgsz / max(im.size)
-    im = im.resize((max(1, round(im.width * r)), max(1, round(im.height * r))), Image.BILINEAR)
-    canvas = Image.new("RGB", (imgsz, imgsz), (114, 114, 114))
-    canvas.paste(im, (0, 0))
-    return np.asarray(canvas), r
+    from yolo_ema.export.parity import squared
+
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}")
+    return np.ascontiguousarray(squared(bgr, imgsz)[..., ::-1])
 
 
 def _boxes(yolo, rgb: np.ndarray, conf: float) -> np.ndarray:
@@ -65,7 +65,7 @@ def picture(baseline, arm, images: list[Path], path: Path, imgsz: int, labels=("
     net = ya.model.float().eval()
     rows = []
     for p in images:
-        rgb, _ = _letterbox(p, imgsz)
+        rgb = _letterbox(p, imgsz)
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255  # (1, 3, S, S)
         rows.append((p, rgb, _boxes(yb, rgb, conf), _boxes(ya, rgb, conf), maps(net, x)))
     n_maps = len(rows[0][4]) if rows else 0
