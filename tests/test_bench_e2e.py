@@ -136,6 +136,17 @@ def test_control_arm_trains_disjoint_seeds_and_is_scored_over_seeds_and_images(t
     assert md[2].startswith("- **yolov8n-control** vs yolov8n (2 seeds): **") and "can detect differences" in md[2]
     assert md[3].startswith("- **yolov8n-ema** vs yolov8n (2 seeds): **")
 
+    given = tmp_path / "given"  # --weights: evaluation only, the verdict speaks of these weights
+    w = [r["weights"] for r in rep["runs"][:3:2]]  # yolov8n and yolov8n-ema, seed 0
+    data = rep["benchmark"]["data_dir"]
+    assert main(["benchmark", "--weights", *w, "--data", data, "--out", str(given), "--imgsz", "64",
+                 "--resamples", "20", "--latency-sizes", "64", "--latency-runs", "1", "--latency-warmup", "0"]) == 0  # fmt: skip
+    g = json.loads((given / "report.json").read_text())
+    assert [r["status"] for r in g["runs"]] == ["given", "given"]
+    iv = next(iter(g["bootstrap"]["arms"].values()))["pooled"]["AP50"]
+    assert iv["covers"] == stats.IMAGES_ONLY and "these weights only" in g["bootstrap"]["method"]
+    assert (given / "report.md").read_text().splitlines()[2].startswith("- **these ")
+
 
 def test_cli_errors_name_the_culprit(tmp_path, capsys):
     from yolo_ema.cli import main

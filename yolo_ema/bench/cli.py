@@ -1,8 +1,8 @@
 """`yolo-ema benchmark`: a baseline and its variants (arms) on the same data, seeds and settings; writes a report.
 
-With no arguments: the embedded synthetic set, yolov8n against yolov8n-ema (EMA in the neck) and yolov8n-ema-paper
-(the authors' placement), 3 seeds, sized to learn on a 2-core CPU in about 15 minutes: the baseline is pre-trained
-once, then every model is fine-tuned from it per seed, two runs at a time. With a CUDA device (``--device 0``) the
+With no arguments: the embedded synthetic set, yolov8n against yolov8n-ema (EMA in the neck), 5 seeds, sized to
+learn on a 2-core CPU within 15 minutes: the baseline is pre-trained once, then every model is fine-tuned from it
+per seed, two runs at a time. With a CUDA device (``--device 0``) the
 synthetic preset scales up (more and larger images, longer schedules). ``--data visdrone`` / ``--data coco`` / a
 prepared folder run the real experiment with GPU defaults. Options left out take the preset's value
 (:mod:`yolo_ema.bench.presets`).

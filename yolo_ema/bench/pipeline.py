@@ -178,6 +178,8 @@ def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = No
 
 
 def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = None) -> dict:
+    """The stages in order: data -> training (or given weights) and evaluation -> statistics -> cost -> pictures ->
+    report."""
     log = log or Log()
     t0 = time.perf_counter()
     out = Path(cfg.out).resolve()
@@ -190,84 +192,103 @@ def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = N
     models = arms.resolve(cfg.model, cfg.arms) if not cfg.weights else None
     prepared = resolve_data(cfg, log)
     jobs = cfg.jobs or default_jobs(cfg.device)
-    ev = {"data": prepared, "split": cfg.split, "imgsz": cfg.imgsz, "protocol": cfg.protocol, "device": cfg.device}
-    ev_b = {k: ev[k] for k in ("data", "split", "imgsz", "protocol")}
-    start = cfg.pretrained
     if cfg.weights:
-        records = []
-        for rec in _given(cfg):
-            log(f"{rec['run']}: given weights {rec['weights']}")
-            rec["eval"] = evaluation.evaluate_run(rec, folder=None, log=log, **ev)
-            rec["bootstrap"] = evaluation.bootstrap_scores(rec, None, **ev_b, resamples=cfg.resamples, log=log)
-            rec["eval"].pop("detections")
-            records.append(rec)
-        seeds = [0]
+        records, start = given_records(cfg, prepared, log), None
     else:
-        if cfg.pretrain_epochs:
-            start = pretrain(cfg, models[cfg.model], prepared / "data.yaml", out, log, train_fn)
-        settings = Settings(cfg.epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, start, cfg.val,
-                            dict(cfg.extra))  # fmt: skip
-        records = jobs_.run_all(plan(cfg, models), prepared / "data.yaml", settings, out,
-                                {**ev, "resamples": cfg.resamples}, jobs, log, train_fn,
-                                scheduler=cfg.scheduler)  # fmt: skip
-        seeds = list(cfg.seeds)
+        records, start = trained_records(cfg, models, prepared, out, jobs, log, train_fn)
     stats_ = paired_stats(records, cfg)
-    from yolo_ema.bench import cost
-
     threads = set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
-    first = {}
-    for r in records:
-        if not arms.is_control(r["label"]):  # the control is the baseline's own model
-            first.setdefault(r["label"], r["weights"])  # each model's first-seed weights
-    sizes = list(dict.fromkeys(cfg.latency_sizes or [cfg.imgsz, 640]))
-    costs = cost.measure(first, sizes, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
-                         progress=log)  # fmt: skip
+    costs = measure_cost(cfg, records, log)
     pictures = attention_picture(records, prepared, cfg, out, log)
     wall = time.perf_counter() - t0
-    n_train = _train_images(prepared)
-    labels = list(dict.fromkeys(r["label"] for r in records))
-    if cfg.weights:
-        training = "not trained here: given weights"
-    else:
-        training = (
-            f"{cfg.epochs} epochs, imgsz {cfg.imgsz}, batch {cfg.batch}, deterministic, same seed and settings for "
-            "every model; "
-            + (
-                f"fine-tuned from the baseline pre-trained here for {cfg.pretrain_epochs} epochs (seed 0)"
-                if cfg.pretrain_epochs
-                else (f"pretrained {start}" if start else "from scratch")
-            )  # fmt: skip
-            + "; evaluated weights: best.pt"
-            + ("" if cfg.val else " (validation only after the last epoch, so best.pt is the last epoch)")
-        )
     results = {
-        "benchmark": {
-            "data": cfg.data,
-            "data_dir": str(prepared),
-            "split": cfg.split,
-            "protocol": next((r["eval"].get("protocol") for r in records), cfg.protocol),
-            "baseline": labels[0],
-            "arms": labels[1:],
-            "configs": {r["label"]: r["cfg"] for r in records},
-            "seeds": seeds,
-            "training": training,
-            "pretrain_epochs": cfg.pretrain_epochs if not cfg.weights else 0,
-            "train_images": n_train,
-            "machine": machine(cfg.device, jobs, threads),
-            "wall_seconds": round(wall, 1),
-            "wall_time": f"{wall / 60:.1f} min for this invocation (finished runs reused: "
-            f"{sum(r.get('status') == 'skipped' for r in records)})",
-            "command": cfg.command,
-        },
+        "benchmark": describe(cfg, records, prepared, start, f"{machine(cfg.device, jobs, threads)}", wall),
         "runs": records,
         "bootstrap": stats_,
         "cost": costs,
         "pictures": pictures,
-        "notes": _notes(cfg, n_train),
+        "notes": _notes(cfg, _train_images(prepared)),
     }
     paths = report.write(results, out)
     log(f"report: {paths['md']}, {paths['json']}, {paths['plot']} ({wall / 60:.1f} min)")
     return {"report": paths, "results": results}
+
+
+def given_records(cfg: Config, prepared: Path, log: Callable) -> list[dict]:
+    """``--weights``: each given model evaluated and scored on the bootstrap draws (no training)."""
+    ev = {"data": prepared, "split": cfg.split, "imgsz": cfg.imgsz, "protocol": cfg.protocol}
+    records = []
+    for rec in _given(cfg):
+        log(f"{rec['run']}: given weights {rec['weights']}")
+        rec["eval"] = evaluation.evaluate_run(rec, folder=None, log=log, device=cfg.device, **ev)
+        rec["bootstrap"] = evaluation.bootstrap_scores(rec, None, **ev, resamples=cfg.resamples, log=log)
+        rec["eval"].pop("detections")
+        records.append(rec)
+    return records
+
+
+def trained_records(cfg: Config, models: dict, prepared: Path, out: Path, jobs: int, log: Callable, train_fn=None):
+    """(records, start): every model x seed trained (after the shared pre-training, if any), evaluated and scored,
+    through the local pool or the Dask cluster; ``start`` is the weights every run started from."""
+    start = cfg.pretrained
+    if cfg.pretrain_epochs:
+        start = pretrain(cfg, models[cfg.model], prepared / "data.yaml", out, log, train_fn)
+    settings = Settings(cfg.epochs, cfg.imgsz, cfg.batch, str(cfg.device), cfg.workers, start, cfg.val,
+                        dict(cfg.extra))  # fmt: skip
+    ev = {"data": prepared, "split": cfg.split, "imgsz": cfg.imgsz, "protocol": cfg.protocol, "device": cfg.device,
+          "resamples": cfg.resamples}  # fmt: skip
+    records = jobs_.run_all(plan(cfg, models), prepared / "data.yaml", settings, out, ev, jobs, log, train_fn,
+                            scheduler=cfg.scheduler)  # fmt: skip
+    return records, start
+
+
+def measure_cost(cfg: Config, records: list[dict], log: Callable) -> dict:
+    """Params, FLOPs and latency of each model's first-seed weights (the control is the baseline's own model)."""
+    from yolo_ema.bench import cost
+
+    first = {}
+    for r in records:
+        if not arms.is_control(r["label"]):
+            first.setdefault(r["label"], r["weights"])
+    sizes = list(dict.fromkeys(cfg.latency_sizes or [cfg.imgsz, 640]))
+    return cost.measure(first, sizes, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
+                        progress=log)  # fmt: skip
+
+
+def describe(cfg: Config, records: list[dict], prepared: Path, start, machine_text: str, wall: float) -> dict:
+    """The report's "benchmark" section: what was compared, on what, how trained, where and how long."""
+    labels = list(dict.fromkeys(r["label"] for r in records))
+    if cfg.weights:
+        training = "not trained here: given weights"
+    else:
+        origin = (
+            f"fine-tuned from the baseline pre-trained here for {cfg.pretrain_epochs} epochs (seed 0)"
+            if cfg.pretrain_epochs
+            else (f"pretrained {start}" if start else "from scratch")
+        )
+        training = (
+            f"{cfg.epochs} epochs, imgsz {cfg.imgsz}, batch {cfg.batch}, deterministic, same seed and settings for "
+            f"every model; {origin}; evaluated weights: best.pt"
+            + ("" if cfg.val else " (validation only after the last epoch, so best.pt is the last epoch)")
+        )
+    return {
+        "data": cfg.data,
+        "data_dir": str(prepared),
+        "split": cfg.split,
+        "protocol": next((r["eval"].get("protocol") for r in records), cfg.protocol),
+        "baseline": labels[0],
+        "arms": labels[1:],
+        "configs": {r["label"]: r["cfg"] for r in records},
+        "seeds": [0] if cfg.weights else list(cfg.seeds),
+        "training": training,
+        "pretrain_epochs": cfg.pretrain_epochs if not cfg.weights else 0,
+        "train_images": _train_images(prepared),
+        "machine": machine_text,
+        "wall_seconds": round(wall, 1),
+        "wall_time": f"{wall / 60:.1f} min for this invocation (finished runs reused: "
+        f"{sum(r.get('status') == 'skipped' for r in records)})",
+        "command": cfg.command,
+    }
 
 
 def paired_stats(records: list[dict], cfg: Config) -> dict:

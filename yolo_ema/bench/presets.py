@@ -12,7 +12,7 @@ from yolo_ema.data.synthetic import DEFAULT_IMAGES, DEFAULT_SIZE
 
 FAST = dict(nbs=16, optimizer="AdamW", lr0=0.002)  # an optimizer step per batch of 16: enough steps on 300 images
 PRESETS = {
-    "synthetic": dict(arms=("ema", "ema-paper"), seeds=(0, 1, 2), epochs=3, pretrain_epochs=6, imgsz=DEFAULT_SIZE,
+    "synthetic": dict(arms=("ema",), seeds=(0, 1, 2, 3, 4), epochs=3, pretrain_epochs=6, imgsz=DEFAULT_SIZE,
                       batch=16, device="cpu", workers=0, val=False, synthetic_images=DEFAULT_IMAGES,
                       synthetic_size=DEFAULT_SIZE,
                       extra=dict(FAST, warmup_epochs=0),  # fine-tuning: no warm-up, lr decays, no mosaic
