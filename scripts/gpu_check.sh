@@ -11,7 +11,7 @@
 #   train     a short Ultralytics training of yolov8n-ema with AMP (Ultralytics' AMP check line and the trainer's
 #             AMP state recorded), losses finite
 #   speed     `yolo-ema speed` whole-model table on the device: batch 1 and 32 at 640, eager, and onnxruntime CUDA
-#             when onnxruntime-gpu is installed (skipped otherwise; the dry run times onnxruntime on the CPU)
+#             when onnxruntime-gpu is installed (skipped otherwise; the dry run times eager only)
 #   benchmark a small `yolo-ema benchmark` on the device (synthetic data, one arm, two seeds, few epochs)
 #   engine    `yolo export format=engine` and its boxes against PyTorch's, when TensorRT is importable (else skipped)
 # A step that fails does not stop the others; the exit status is non-zero if any step failed.
@@ -164,7 +164,7 @@ EOF
 
 step speed "$LIMIT_SPEED" "$PY" -m yolo_ema.bench.speed --no-layer --device "$DEV" --batch "$BATCHES" \
     --sizes "$IMGSZ" --scales "$SCALES" --threads 2 --model-repeats "$REPEATS" --json "$OUT/speed.json" \
-    --no-openvino
+    --no-openvino $([ $DRY = 1 ] && echo --no-onnx)
 
 step benchmark "$LIMIT_BENCH" yolo-ema benchmark --data synthetic --arms ema --out "$WORK/benchmark" "${BENCH[@]}"
 cp "$WORK/benchmark/report.md" "$OUT/benchmark_report.md" 2>/dev/null
