@@ -8,7 +8,8 @@ compared with the Ultralytics baseline ``{family}{scale}.yaml``, all in one proc
   matmuls and convolutions; elementwise work such as sigmoid gates, normalisation and SimAM is not counted);
 - latency: fused eval models, batch 1, float32, one input reused, timed interleaved (every model once per round,
   alternating order) so that machine noise hits all alike; medians with the quartiles, eager torch and (CPU)
-  onnxruntime on a static-shape export. Overheads are ratios of medians to the baseline's.
+  onnxruntime on the file ``YOLO(...).export(format="onnx")`` writes. Overheads are ratios of medians to the
+  baseline's (``yolo-ema speed`` gives paired ratios with intervals for EMA).
 
     YOLO_OFFLINE=1 python scripts/attention_table.py --imgsz 640 --runs 30
 """
@@ -54,8 +55,8 @@ def measure(models: dict, imgsz: int, runs: int, warmup: int, device: str, onnxr
         out[label]["eager"] = timing.summary_ms(s)
     if onnxruntime and dev.type == "cpu":
         with tempfile.TemporaryDirectory() as tmp:
-            progress("exporting ONNX (static shape, opset 17)")
-            paths = timing.onnx_files({k: m.cpu() for k, m in ready.items()}, x, tmp)
+            progress("exporting ONNX with Ultralytics' exporter (static shape, default simplification)")
+            paths = cost.ultralytics_exports(models, imgsz, "onnx", tmp)
             progress(f"timing {len(paths)} models in onnxruntime, interleaved ({warmup} warm-up + {runs} rounds)")
             samples = timing.onnxruntime_latency(paths, x, torch.get_num_threads(), runs, warmup)
         for label, s in samples.items():
