@@ -22,10 +22,6 @@ def read_json(path: Path):
         return None
 
 
-def write_json(path: Path, obj) -> None:
-    fsio.write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False, default=str) + "\n")
-
-
 def detections_path(folder: Path, split: str, imgsz: int) -> Path:
     return Path(folder) / f"detections-{split}-{imgsz}.json"
 
@@ -63,9 +59,9 @@ def evaluate_run(
     if cache is None:
         res["detections"] = dets  # kept in memory for the bootstrap
         return res
-    write_json(dets_file, dets)
+    fsio.write_json(dets_file, dets, indent=1, default=str)
     res["detections"] = dets_file.name
-    write_json(cache, {"key": key, "result": json.loads(json.dumps(res, default=str))})
+    fsio.write_json(cache, {"key": key, "result": json.loads(json.dumps(res, default=str))}, indent=1, default=str)
     return res
 
 
@@ -94,5 +90,5 @@ def bootstrap_scores(rec: dict, folder: Path | None, data: Path, split: str, img
     out = {"keys": sc.keys, "full": {k: nan_free(v) for k, v in sc.full.items()},
            "boot": [[nan_free(v) for v in row] for row in sc.boot.tolist()]}  # fmt: skip
     if cache is not None:
-        write_json(cache, {"key": key, "scores": out})
+        fsio.write_json(cache, {"key": key, "scores": out}, indent=1, default=str)
     return out

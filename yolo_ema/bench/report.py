@@ -16,7 +16,6 @@ spread and range are shown beside them. All files are written atomically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from yolo_ema.bench import plot, stats
@@ -307,9 +306,7 @@ def write(results: dict, out: str | Path) -> dict:
     out = Path(out)
     report = build(results)
     paths = {"json": out / "report.json", "md": out / "report.md", "plot": out / "plot.png"}
-    fsio.write_text(
-        paths["json"], json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False, default=str) + "\n"
-    )
+    fsio.write_json(paths["json"], report, indent=1, default=str)
     plot.write(report, paths["plot"])
     fsio.write_text(paths["md"], markdown(report))
     return paths

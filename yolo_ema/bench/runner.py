@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from yolo_ema.bench.evaluation import read_json, write_json
+from yolo_ema.bench.evaluation import read_json
+from yolo_ema.data.fsio import write_json
 
 DONE = "done.json"
 
@@ -204,5 +205,5 @@ def train_run(
         "val": _val_dict(result.get("val")),
         "worker": worker or local_worker(),
     }
-    write_json(marker, rec)
+    write_json(marker, rec, indent=1, default=str)
     return {**rec, "status": status}

@@ -113,10 +113,11 @@ def write_text(path: str | os.PathLike, text: str, sync: bool = True) -> bool:
     return write_bytes(path, text.encode("utf-8"), sync)
 
 
-def write_json(path: str | os.PathLike, obj, indent: int | None = None, sync: bool = True) -> bool:
-    """``write_text`` of ``obj`` as JSON (compact unless ``indent``; NaN/Inf refused), serialised before any write."""
+def write_json(path: str | os.PathLike, obj, indent: int | None = None, sync: bool = True, default=None) -> bool:
+    """``write_text`` of ``obj`` as JSON (compact unless ``indent``; NaN/Inf refused; ``default``: json.dumps' hook
+    for other types), serialised before any write."""
     sep = (",", ":") if indent is None else (",", ": ")
-    text = json.dumps(obj, indent=indent, separators=sep, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(obj, indent=indent, separators=sep, ensure_ascii=False, allow_nan=False, default=default)
     return write_text(path, text + "\n", sync)
 
 
