@@ -12,7 +12,8 @@ formulation it is tested against) with far less work, using three identities of 
     minus one border row and/or column, so that mean is a small contraction of the per-channel total, first/last
     row and column means (the directional poolings already computed) and the four corner values.
 (c) ``s2 . GroupNorm(y) = sum_c s2_c gamma_c rstd_c (y_c - mu_c) + s2 . beta``: a channel-weighted sum of the centred
-    gated input ``y = gx * sigmoid(a_h) * sigmoid(a_w)``; the normalized tensor is never built.
+    gated input ``y = gx * sigmoid(a_h) * sigmoid(a_w)``; the eager path never builds the normalized tensor (the
+    export graph uses one InstanceNormalization instead, a single kernel in the runtimes).
 
 Parameters and state_dict keys follow the authors' implementation (``conv1x1.*``, ``conv3x3.*``, ``gn.*``) so their
 checkpoints load with ``strict=True``. Pooling is written as ``mean`` over an axis, which exports to ONNX with dynamic
