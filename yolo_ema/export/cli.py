@@ -77,7 +77,7 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
-def eval_imgsz(meta: dict) -> tuple[int, int]:
+def _meta_imgsz(meta: dict) -> tuple[int, int]:
     """(H, W) from Ultralytics' ``imgsz`` metadata string, e.g. ``'[64, 64]'``."""
     import ast
 
@@ -140,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
             from yolo_ema.export.coreml import user_metadata
 
             meta = user_metadata(exported)
-            shape = (None, 3, None, None) if meta["args"].get("dynamic") else (int(meta["batch"]), 3, *eval_imgsz(meta))
+            shape = (
+                (None, 3, None, None) if meta["args"].get("dynamic") else (int(meta["batch"]), 3, *_meta_imgsz(meta))
+            )
         dynamic = shape[2] is None
         if not dynamic:
             args.batch, args.imgsz = shape[0] or args.batch, shape[2]
