@@ -1,5 +1,5 @@
 """Train-and-evaluate jobs (one job = one model x seed), run one after another, side by side in local processes, or
-on a Dask cluster (``--scheduler``, :mod:`yolo_ema.bench.cluster`).
+on a Dask cluster (``--scheduler``, :mod:`yolo_ema.bench.cluster`, which sends these same jobs).
 
 Locally, jobs run in *slots*: one process each, reused from job to job. On a CPU Ultralytics trains with
 ``cores - 1`` torch threads (at most 8), so a 2-core machine trains on one core and two slots use both. With several
@@ -194,16 +194,9 @@ def run_all(
     jobs: int,
     log: Callable[[str], None],
     train_fn: Callable | None = None,
-    scheduler: str | None = None,
 ) -> list[dict]:
-    """Every run trained and evaluated, on the Dask cluster at ``scheduler`` or here ``jobs`` at a time (pinned to
-    the GPUs of ``settings.device`` in turn); records in the order of ``runs``."""
-    if scheduler:
-        if train_fn is not None:
-            raise BenchmarkError("a custom train_fn runs in this process only; it cannot go to --scheduler")
-        from yolo_ema.bench import cluster
-
-        return cluster.run_all(runs, data_yaml, settings, out, ev, log, scheduler)
+    """Every run trained and evaluated here, ``jobs`` at a time (pinned to the GPUs of ``settings.device`` in turn);
+    records in the order of ``runs``. The Dask executor is :func:`yolo_ema.bench.cluster.run_all`."""
     if jobs <= 1 or train_fn is not None or len(runs) <= 1:
         recs = []
         for i, r in enumerate(runs, 1):

@@ -135,13 +135,18 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
-def machine(device: str, jobs: int, threads: int) -> str:
+def machine(device: str, jobs: int, threads: int, scheduler: str | None = None) -> str:
+    """Where it ran: this machine (and how training was spread), or the Dask cluster that trained the runs."""
     import torch
 
     cpu = platform.processor() or platform.machine()
     n = os.cpu_count() or 1
-    text = f"{platform.system()} {cpu}, {n} CPU cores (training: {jobs} run(s) at a time, "
-    text += f"{max(1, min(8, n - 1))} torch thread(s) each, Ultralytics' choice; latency {threads})"
+    if scheduler:
+        text = f"training on the Dask cluster at {scheduler} (each run's worker in its record); this driver: "
+        text += f"{platform.system()} {cpu}, {n} CPU cores (latency {threads} threads)"
+    else:
+        text = f"{platform.system()} {cpu}, {n} CPU cores (training: {jobs} run(s) at a time, "
+        text += f"{max(1, min(8, n - 1))} torch thread(s) each, Ultralytics' choice; latency {threads})"
     text += f", torch {torch.__version__}"
     if str(device) != "cpu" and torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
@@ -202,7 +207,7 @@ def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = N
     pictures = attention_picture(records, prepared, cfg, out, log)
     wall = time.perf_counter() - t0
     results = {
-        "benchmark": describe(cfg, records, prepared, start, f"{machine(cfg.device, jobs, threads)}", wall),
+        "benchmark": describe(cfg, records, prepared, start, machine(cfg.device, jobs, threads, cfg.scheduler), wall),
         "runs": records,
         "bootstrap": stats_,
         "cost": costs,
@@ -237,8 +242,14 @@ def trained_records(cfg: Config, models: dict, prepared: Path, out: Path, jobs: 
                         dict(cfg.extra))  # fmt: skip
     ev = {"data": prepared, "split": cfg.split, "imgsz": cfg.imgsz, "protocol": cfg.protocol, "device": cfg.device,
           "resamples": cfg.resamples}  # fmt: skip
-    records = jobs_.run_all(plan(cfg, models), prepared / "data.yaml", settings, out, ev, jobs, log, train_fn,
-                            scheduler=cfg.scheduler)  # fmt: skip
+    runs, data_yaml = plan(cfg, models), prepared / "data.yaml"
+    if cfg.scheduler:
+        if train_fn is not None:
+            raise BenchmarkError("a custom train_fn runs in this process only; it cannot go to --scheduler")
+        from yolo_ema.bench import cluster
+
+        return cluster.run_all(runs, data_yaml, settings, out, ev, log, cfg.scheduler), start
+    records = jobs_.run_all(runs, data_yaml, settings, out, ev, jobs, log, train_fn)
     return records, start
 
 
