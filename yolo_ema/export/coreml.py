@@ -28,6 +28,7 @@ class CoreMLSummary:
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     input_kind: str = ""
+    classifier: str = ""  # the predicted-label output of a classifier program (Ultralytics' classify task), else ""
 
 
 def _load(path: str | Path):
@@ -60,6 +61,7 @@ def describe(path: str | Path) -> CoreMLSummary:
     produced = {o.name: _dims(o.type.tensorType) for op in block.operations for o in op.outputs}
     out.outputs = {name: produced[name] for name in block.outputs}
     out.input_kind = spec.description.input[0].type.WhichOneof("Type")
+    out.classifier = spec.description.predictedFeatureName
     return out
 
 
@@ -78,8 +80,9 @@ def structure_problems(summary: CoreMLSummary, traced_ops: Counter, output_shape
     problems = []
     convs = sum(traced_ops.get(k, 0) for k in TRACED_CONV)
     linears = sum(traced_ops.get(k, 0) for k in TRACED_LINEAR)
-    if summary.ops["conv"] != convs:
-        problems.append(f"{summary.ops['conv']} MIL conv ops for {convs} convolutions in the traced graph")
+    mil_convs = summary.ops["conv"] + summary.ops["conv_transpose"]  # aten::_convolution covers both
+    if mil_convs != convs:
+        problems.append(f"{mil_convs} MIL conv ops for {convs} convolutions in the traced graph")
     if summary.ops["linear"] + summary.ops["matmul"] != linears:
         problems.append(
             f"{summary.ops['linear']} MIL linear + {summary.ops['matmul']} matmul for {linears} in the traced graph"
@@ -87,9 +90,19 @@ def structure_problems(summary: CoreMLSummary, traced_ops: Counter, output_shape
     shape = (output_shape[0], 3) if len(summary.inputs) == 1 else None
     if shape is None or next(iter(summary.inputs.values()))[:2] != shape:
         problems.append(f"program inputs {summary.inputs}: expected one ({shape[0] if shape else '?'}, 3, H, W)")
-    if list(summary.outputs.values())[:1] != [tuple(output_shape)]:
+    if summary.classifier:  # label + probabilities dictionary outputs: no tensor shape to compare
+        if summary.classifier not in summary.outputs:
+            problems.append(f"classifier label output {summary.classifier!r} missing from {list(summary.outputs)}")
+    elif list(summary.outputs.values())[:1] != [tuple(output_shape)]:
         problems.append(f"program outputs {summary.outputs} do not start with PyTorch's {tuple(output_shape)}")
     return problems
+
+
+def first_tensor(y):
+    """The first tensor of a model output (nested tuples/lists of heads in eval mode: detections first)."""
+    while isinstance(y, (list, tuple)):
+        y = y[0]
+    return y
 
 
 def traced_gap(
@@ -112,6 +125,6 @@ def traced_gap(
         for _ in range(n):
             x = torch.rand((batch, 3, imgsz, imgsz), generator=g)
             a, b = model(x), ts(x)
-            a, b = (a[0] if isinstance(a, (list, tuple)) else a), (b[0] if isinstance(b, (list, tuple)) else b)
+            a, b = first_tensor(a), first_tensor(b)
             gap = max(gap, float((a - b).abs().max()))
     return gap, tuple(a.shape)

@@ -40,12 +40,13 @@ def _raw_gap(pt: Path, exported: Path, imgsz: int) -> float:
     from ultralytics import YOLO
 
     from yolo_ema.export.backends import Runner
+    from yolo_ema.export.coreml import first_tensor
 
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     ref = YOLO(str(pt)).model.float().eval().fuse()
     with torch.inference_mode():
         y = ref(torch.from_numpy(x))
-    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+    y = first_tensor(y).numpy()
     return float(np.abs(Runner(exported)(x) - y).max())
 
 
