@@ -29,6 +29,7 @@ also shrinks as ``1 / S'``.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 
@@ -55,6 +56,14 @@ def summarize(values) -> dict:
         "max": max(vals),
         "values": vals,
     }
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile (scipy.stats), cached: a benchmark asks for a handful of (q, df) pairs."""
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
 
 
 def verdict(lo: float, hi: float) -> str:
@@ -121,6 +130,21 @@ def seeds_needed(var_d: float, var_common: float, effect: float = POINT) -> int 
     return hi
 
 
+def seed_image_halfwidth(d: np.ndarray, boot: np.ndarray, level: float = LEVEL):
+    """The interval's arithmetic for many benchmarks at once: ``d`` [K, S] per-seed full-set differences, ``boot``
+    [K, S, B] their image resamples (S >= 2). Returns (mean [K], half-width [K], var_d [K], var_common [K])."""
+    k, n, b = boot.shape
+    var_d = d.var(axis=1, ddof=1)  # training noise, the image-by-seed interaction included
+    centred = boot - boot.mean(axis=2, keepdims=True)
+    cov = centred @ centred.transpose(0, 2, 1) / (b - 1)  # [K, S, S]: per-seed image variances and covariances
+    trace = np.trace(cov, axis1=1, axis2=2)
+    var_common = (cov.sum(axis=(1, 2)) - trace) / (n * (n - 1))  # the images' effect shared by every seed
+    var_pooled = cov.sum(axis=(1, 2)) / n**2  # the variance of the seed mean over the resamples
+    var_common = np.minimum(np.maximum(var_common, 0.0), var_pooled)
+    half = t_quantile((1 + level) / 2, n - 1) * np.sqrt(var_d / n + var_common)
+    return d.mean(axis=1), half, var_d, var_common
+
+
 def seed_image_interval(seed_diffs, boot_diffs, level: float = LEVEL, detectability: bool = True) -> dict:
     """The verdict interval of the mean difference over seeds, covering seeds and images (module docstring).
 
@@ -130,8 +154,6 @@ def seed_image_interval(seed_diffs, boot_diffs, level: float = LEVEL, detectabil
     bootstrap's percentile interval (``covers``: images only). ``detectability=False`` leaves out ``mde`` and
     ``seeds_for_1_point`` (the simulations' speed).
     """
-    from scipy import stats
-
     d = np.asarray(seed_diffs, float)
     boot = np.asarray(boot_diffs, float).reshape(len(d), -1)
     keep = np.isfinite(boot).all(axis=0)
@@ -148,15 +170,10 @@ def seed_image_interval(seed_diffs, boot_diffs, level: float = LEVEL, detectabil
         if detectability:
             out["mde"] = mde(se, math.inf, level)
         return _finite(out)
-    var_d = float(d.var(ddof=1))  # training noise, the image-by-seed interaction included
-    cov = np.cov(boot)  # [S, S]: per-seed image variances and their covariances over the resamples
-    var_common = float((cov.sum() - np.trace(cov)) / (n * (n - 1)))  # the images' effect shared by every seed
-    var_common = min(max(var_common, 0.0), float(pooled.var(ddof=1)))
-    var_seed = var_d / n
-    df = n - 1
+    mean, half, var_d, var_common = seed_image_halfwidth(d[None], boot[None], level)
+    mean, half, var_d, var_common = float(mean[0]), float(half[0]), float(var_d[0]), float(var_common[0])
+    var_seed, df = var_d / n, n - 1
     se = math.sqrt(var_seed + var_common)
-    half = float(stats.t.ppf((1 + level) / 2, df)) * se
-    mean = float(d.mean())
     out = {
         "diff": mean,
         "lo": mean - half,
