@@ -12,10 +12,10 @@ from yolo_ema.data.synthetic import DEFAULT_IMAGES, DEFAULT_SIZE
 
 FAST = dict(nbs=16, optimizer="AdamW", lr0=0.002)  # an optimizer step per batch of 16: enough steps on 300 images
 PRESETS = {
-    "synthetic": dict(arms=("ema",), seeds=(0, 1, 2, 3, 4), epochs=3, pretrain_epochs=6, imgsz=DEFAULT_SIZE,
+    "synthetic": dict(arms=("ema",), seeds=(0, 1, 2, 3), epochs=5, pretrain_epochs=6, imgsz=DEFAULT_SIZE,
                       batch=16, device="cpu", workers=0, val=False, synthetic_images=DEFAULT_IMAGES,
                       synthetic_size=DEFAULT_SIZE,
-                      extra=dict(FAST, warmup_epochs=0),  # fine-tuning: no warm-up, lr decays, no mosaic
+                      extra=dict(FAST, lr0=0.001, warmup_epochs=0),  # fine-tuning: half the rate, no warm-up or mosaic
                       pretrain_extra=dict(FAST, warmup_epochs=1, lrf=1.0, close_mosaic=0)),  # flat lr, mosaic on
     "synthetic-gpu": dict(arms=("ema", "ema-paper"), seeds=(0, 1, 2, 3, 4), epochs=20, pretrain_epochs=60, imgsz=640,
                           batch=32, device="0", workers=8, val=False, synthetic_images=4000, synthetic_size=640,
