@@ -57,12 +57,22 @@ class SA(nn.Module):
         return f"channels={self.channels}, groups={self.groups}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Only constant sizes (C, G) enter the reshapes: no arithmetic on traced shapes, which converters such as
-        # coremltools cast to Python ints (its ``int`` op) and NCNN would bake in.
         cg = self.channels // (2 * self.groups)
-        g = x.unflatten(1, (self.groups, 2 * cg)).flatten(0, 1)  # (N*G, C/G, H, W)
+        if torch.onnx.is_in_onnx_export():
+            # ONNX: reshapes from the traced sizes keep batch, height and width dynamic (the exporter's unflatten and
+            # flatten of inner dimensions bake in the traced shape)
+            b, c, h, w = x.shape
+            g = x.reshape(-1, 2 * cg, h, w)  # (N*G, C/G, H, W)
+        else:
+            # elsewhere, only constant sizes (C, G) enter the reshapes: no arithmetic on traced shapes, which
+            # converters such as coremltools cast to Python ints (its ``int`` op)
+            g = x.unflatten(1, (self.groups, 2 * cg)).flatten(0, 1)  # (N*G, C/G, H, W)
         x0, x1 = g[:, :cg], g[:, cg:]  # (N*G, C/2G, H, W) each
         xc = x0 * (self.cweight * x0.mean((2, 3), keepdim=True) + self.cbias).sigmoid()  # channel branch
         xs = x1 * (self.sweight * self.gn(x1) + self.sbias).sigmoid()  # spatial branch
-        out = torch.cat([xc, xs], 1).unflatten(0, (-1, self.groups)).flatten(1, 2)  # (N, C, H, W)
+        out = torch.cat([xc, xs], 1)  # (N*G, C/G, H, W)
+        if torch.onnx.is_in_onnx_export():
+            out = out.reshape(b, c, h, w)
+            return out.reshape(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)  # channel shuffle, 2 groups
+        out = out.unflatten(0, (-1, self.groups)).flatten(1, 2)  # (N, C, H, W)
         return out.unflatten(1, (2, self.channels // 2)).transpose(1, 2).flatten(1, 2)  # channel shuffle, 2 groups
