@@ -238,8 +238,17 @@ def _picture_lines(report: dict) -> list[str]:
     ]
 
 
-def _lat(t: dict | None) -> str:
-    return "n/a" if not t else f"{t['median_ms']:.2f} ({t['q1_ms']:.2f}–{t['q3_ms']:.2f})"
+def _lat(t: dict | None, first: bool = False) -> str:
+    """``9.66 (9.50–9.82); ×1.32 [1.25–1.40]``: median (IQR) ms, then the paired ratio to the baseline with its 95%
+    interval (flagged as noise when the interval is wider than ±2%)."""
+    if not t:
+        return "n/a"
+    text = f"{t['median_ms']:.2f} ({t['q1_ms']:.2f}–{t['q3_ms']:.2f})"
+    r = t.get("vs_first")
+    if first or not r:
+        return text
+    wide = r["hi"] - r["lo"] > 0.04
+    return text + f"; ×{r['ratio']:.3f} [{r['lo']:.3f}–{r['hi']:.3f}]" + (" noise" if wide else "")
 
 
 def _cost_lines(report: dict) -> list[str]:
@@ -268,15 +277,18 @@ def _cost_lines(report: dict) -> list[str]:
     lat0 = c0.get("latency") or {}
     for size, by in lat0.items():
         for backend in by:
-            row = [_lat(((cost[lab].get("latency") or {}).get(size) or {}).get(backend)) for lab in labels]
+            row = [_lat(((cost[lab].get("latency") or {}).get(size) or {}).get(backend), lab == labels[0])
+                   for lab in labels]  # fmt: skip
             lines.append(f"| Latency {size}×{size} {backend}, median ms (IQR) | " + " | ".join(row) + " |")
     if lat0:
         t = next(iter(next(iter(lat0.values())).values()))
         lines += [
             "",
-            f"Latency: {t['runs']} forward passes per model after warm-up, the models interleaved in one process "
-            f"(device {t.get('device')}, {t.get('threads')} threads); onnxruntime runs a static-shape "
-            "ONNX export (opset 17) of the same fused model. Differences inside the interquartile ranges are timing noise.",
+            f"Latency: {t['runs']} rounds per model after warm-up, the models timed back to back in each round in one "
+            f"process (device {t.get('device')}, {t.get('threads')} threads unless the row says 1 thread); onnxruntime "
+            "and OpenVINO run the files Ultralytics' own exporter writes (`yolo export format=onnx|openvino`). Each "
+            "arm's ×ratio is the median of its per-round ratios to the baseline with a distribution-free 95% "
+            'interval; "noise" marks an interval wider than ±2%, too wide to read as a result.',
         ]
     return lines
 
