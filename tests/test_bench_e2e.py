@@ -187,7 +187,7 @@ def test_presets_cpu_default_and_gpu_scale_up():
     assert cpu.pretrain_epochs > 0 and pipeline.Config() == dataclasses.replace(
         cpu, command=None, out=pipeline.Config().out
     )
-    assert cpu.device == "cpu" and cpu.resamples >= 1000
+    assert cpu.device == "cpu" and cpu.resamples == presets.DEFAULT["resamples"] >= 500
     gpu = cli.config_from_args(p.parse_args(["--device", "0"]))
     assert gpu.device == "0" and gpu.imgsz == 640 and gpu.synthetic_images >= 1000 and gpu.epochs > cpu.epochs
     assert default_jobs("0") == 1

@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"synthetic images in total ({DEFAULT_IMAGES}; 4000 on a GPU)")  # fmt: skip
     p.add_argument("--synthetic-size", type=int, default=None,
                    help=f"synthetic image side in px ({DEFAULT_SIZE}; 640 on a GPU)")  # fmt: skip
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the validation images (1000)")
+    p.add_argument("--resamples", type=int, default=None,
+                   help="bootstrap resamples of the validation images (synthetic 500, else 1000)")  # fmt: skip
     p.add_argument("--latency-sizes", type=int, nargs="+", default=None,
                    help="image sizes of the latency timing (default: --imgsz and 640)")  # fmt: skip
     p.add_argument("--latency-runs", type=int, default=30, help="timed forward passes per model (30)")
@@ -121,11 +122,10 @@ def config_from_args(args: argparse.Namespace):
         latency_runs=args.latency_runs,
         latency_warmup=args.latency_warmup,
         threads=args.threads,
-        resamples=args.resamples,
         command="yolo-ema benchmark" + "".join(" " + shlex.quote(a) for a in sys.argv[2:])
         if len(sys.argv) > 1 and sys.argv[1] == "benchmark"
         else None,
-        **{k: list(v) if k in ("arms", "seeds") else v for k, v in preset.items() if k != "resamples"},
+        **{k: list(v) if k in ("arms", "seeds") else v for k, v in preset.items()},
     )
 
 

@@ -67,7 +67,7 @@ class Config:
     latency_runs: int = 30
     latency_warmup: int = 5
     threads: int | None = None  # torch CPU threads for latency (None: all cores); training uses Ultralytics' choice
-    resamples: int = bootstrap.RESAMPLES
+    resamples: int = DEFAULT["resamples"]
     extra: dict = field(default_factory=lambda: dict(DEFAULT["extra"]))  # Ultralytics train arguments of each run
     pretrain_extra: dict = field(default_factory=lambda: dict(DEFAULT["pretrain_extra"]))  # ... of the pre-training
     command: str | None = None

@@ -14,18 +14,18 @@ FAST = dict(nbs=16, optimizer="AdamW", lr0=0.002)  # an optimizer step per batch
 PRESETS = {
     "synthetic": dict(arms=("ema",), seeds=(0, 1, 2, 3), epochs=5, pretrain_epochs=6, imgsz=DEFAULT_SIZE,
                       batch=16, device="cpu", workers=0, val=False, synthetic_images=DEFAULT_IMAGES,
-                      synthetic_size=DEFAULT_SIZE,
+                      synthetic_size=DEFAULT_SIZE, resamples=500,  # the images' variance, not far percentiles
                       extra=dict(FAST, lr0=0.001, warmup_epochs=0),  # fine-tuning: half the rate, no warm-up or mosaic
                       pretrain_extra=dict(FAST, warmup_epochs=1, lrf=1.0, close_mosaic=0)),  # flat lr, mosaic on
     "synthetic-gpu": dict(arms=("ema", "ema-paper"), seeds=(0, 1, 2, 3, 4), epochs=20, pretrain_epochs=60, imgsz=640,
                           batch=32, device="0", workers=8, val=False, synthetic_images=4000, synthetic_size=640,
-                          extra=dict(warmup_epochs=0), pretrain_extra={}),
+                          resamples=1000, extra=dict(warmup_epochs=0), pretrain_extra={}),
     "visdrone": dict(arms=("ema", "ema-paper"), seeds=(0, 1, 2), epochs=200, pretrain_epochs=0, imgsz=640, batch=16,
-                     device="0", workers=8, val=True, extra={}, pretrain_extra={}),
+                     device="0", workers=8, val=True, resamples=1000, extra={}, pretrain_extra={}),
     "coco": dict(arms=("ema", "ema-paper"), seeds=(0, 1, 2), epochs=300, pretrain_epochs=0, imgsz=640, batch=32,
-                 device="0", workers=8, val=True, extra={}, pretrain_extra={}),
+                 device="0", workers=8, val=True, resamples=1000, extra={}, pretrain_extra={}),
     "folder": dict(arms=("ema", "ema-paper"), seeds=(0, 1, 2), epochs=100, pretrain_epochs=0, imgsz=640, batch=16,
-                   device="0", workers=8, val=True, extra={}, pretrain_extra={}),
+                   device="0", workers=8, val=True, resamples=1000, extra={}, pretrain_extra={}),
 }  # fmt: skip
 DEFAULT = PRESETS["synthetic"]
 
