@@ -127,7 +127,7 @@ def test_control_arm_trains_disjoint_seeds_and_is_scored_over_seeds_and_images(t
             x = json.loads(next((out / "runs" / f"{label}-seed{a}").glob("bootstrap-*.json")).read_text())["scores"]
             j = b["keys"].index("AP50")
             boot.append((np.array(x["full"]["AP50"] - b["full"]["AP50"]),
-                         np.asarray(x["boot"])[:, j] - np.asarray(b["boot"])[:, j]))  # fmt: skip
+                         np.array(x["boot"], float)[:, j] - np.array(b["boot"], float)[:, j]))  # fmt: skip
         d = np.array([f for f, _ in boot])
         shared = max(0.0, float(np.cov(boot[0][1], boot[1][1])[0, 1]))
         half = st.t.ppf(0.975, 1) * np.sqrt(d.var(ddof=1) / 2 + shared)
