@@ -89,7 +89,10 @@ def test_benchmark_killed_in_training_resumes_and_reports(tmp_path, capsys):
     c = rep["cost"]
     assert c["yolov8n-ema"]["params"] - c["yolov8n"]["params"] == c["yolov8n-ema"]["ema_params"] > 0
     lat = c["yolov8n"]["latency"]
-    assert set(lat) == {"64", "96"} and set(lat["96"]) == {"eager", "onnxruntime"}
+    runtimes = {"eager", "onnxruntime", "openvino"}  # Ultralytics' own ONNX and OpenVINO files, each also at 1 thread
+    assert set(lat) == {"64", "96"} and set(lat["96"]) == runtimes | {f"{r} 1 thread" for r in runtimes}
+    ema = c["yolov8n-ema"]["latency"]["96"]["onnxruntime"]["vs_first"]  # the paired ratio with its interval
+    assert ema["lo"] <= ema["ratio"] <= ema["hi"] and ema["rounds"] == 1
     md = (out / "report.md").read_text()
     assert md.splitlines()[2].startswith(
         f"- **these yolov8n-ema weights** vs these yolov8n weights (one training each: image sampling only, training "
