@@ -190,7 +190,9 @@ def _difference_lines(report: dict) -> list[str]:
             cell = f"{interval_text(iv)} {iv.get('verdict', '')}".strip()
             if iv.get("mde") is not None:
                 need = iv.get("seeds_for_1_point")
-                cell += f"; detects > {100 * iv['mde']:.1f}" + (f", {need} seeds for 1" if need else "")
+                cell += f"; detects > {100 * iv['mde']:.1f}"
+                if iv.get("covers") == stats.SEEDS_AND_IMAGES:
+                    cell += f", {need} seeds for 1" if need else ", no seed count reaches 1 (images)"
             cells.append(cell)
         lines.append(f"| {METRICS[k][0]} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed, on this seed's trainings only (validation-image interval: no verdict, as one training "
