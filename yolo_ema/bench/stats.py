@@ -7,24 +7,25 @@ are a random sample of trainings and the validation images a random sample of im
 
 With ``S`` seeds, ``d_s`` the difference on the full validation set at seed ``s`` and ``D`` their mean::
 
-    Var(D) ~ s_d^2 / S + v_img
+    Var(D) = s_d^2 / S + v_common
 
-``s_d^2``: the sample variance of the ``d_s`` (training noise, ``S - 1`` degrees of freedom); ``v_img``: the variance
-of ``D`` over bootstrap resamples of the validation images (the same resample for every seed and both models, see
-:mod:`yolo_ema.bench.bootstrap`), an estimate with many degrees of freedom. The interval is Student's t with the
-Welch-Satterthwaite degrees of freedom of that sum (Satterthwaite, Biometrics Bulletin 2(6), 1946; with ``v_img``
-taken as known), so with few seeds and training noise dominating it widens to the t interval on ``S - 1`` degrees
-of freedom (``t(0.975, 1) = 12.7`` for two seeds) where a percentile bootstrap over seeds would under-cover. The
-image-by-seed interaction is in both terms, which errs on the wide side. Calibration is proved by simulation
-(``tests/test_bench_calibration.py``: false "better"/"worse" rate at most 5% for 2, 3 and 5 seeds).
+``s_d^2``: the sample variance of the ``d_s`` (training noise and the image-by-seed interaction, ``S - 1`` degrees of
+freedom); ``v_common``: the part of the images' sampling variance that every seed shares, the mean covariance between
+seeds of the bootstrap differences (the same image resample for every seed and both models, see
+:mod:`yolo_ema.bench.bootstrap`); the interaction is counted once, in ``s_d^2``. The interval is Student's t on
+``S - 1`` degrees of freedom (``t(0.975, 1) = 12.7`` for two seeds), where a percentile bootstrap over seeds would
+under-cover; adding the well-estimated ``v_common`` to both the numerator's and the estimate's variance only makes it
+more conservative. Welch-Satterthwaite degrees of freedom (Satterthwaite, Biometrics Bulletin 2(6), 1946) were
+measured to under-cover here (12% false "better"/"worse" at two seeds: a small ``s_d^2`` by chance inflates them).
+Calibration is proved by simulation (``tests/test_bench_calibration.py``: false "better"/"worse" rate at most 5% for
+2, 3 and 5 seeds, at magnitudes measured on real runs).
 
 With one seed (or given ``--weights``) training noise is not measured: the interval is the image bootstrap's alone
 and speaks of those weights, not of the method.
 
 The minimum detectable effect is the true difference that a two-sided t-test at the 5% level on this run's noise
 would detect with 80% power (noncentral t, ``scipy.stats.nct``); the seeds needed for one AP point project the
-same noise to more seeds: ``s_d^2 / S'`` plus the image variance, whose seed-specific part (the interaction)
-also shrinks as ``1 / S'``.
+same noise to more seeds: ``s_d^2 / S' + v_common``, on ``S' - 1`` degrees of freedom.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def seeds_needed(var_d: float, var_common: float, effect: float = POINT) -> int 
 def seed_image_halfwidth(d: np.ndarray, boot: np.ndarray, level: float = LEVEL):
     """The interval's arithmetic for many benchmarks at once: ``d`` [K, S] per-seed full-set differences, ``boot``
     [K, S, B] their image resamples (S >= 2). Returns (mean [K], half-width [K], var_d [K], var_common [K])."""
-    k, n, b = boot.shape
+    _, n, b = boot.shape
     var_d = d.var(axis=1, ddof=1)  # training noise, the image-by-seed interaction included
     centred = boot - boot.mean(axis=2, keepdims=True)
     cov = centred @ centred.transpose(0, 2, 1) / (b - 1)  # [K, S, S]: per-seed image variances and covariances
