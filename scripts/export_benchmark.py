@@ -58,7 +58,7 @@ def onnx_stats(path: Path) -> dict:
     return {"file": str(path), "bytes": path.stat().st_size, "params": params, "nodes": len(m.graph.node)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ema", default="cfg/yolov8n-ema.yaml", help="EMA model: .yaml, .pt or .onnx")
     ap.add_argument("--base", default="yolov8n.yaml", help="baseline model: .yaml, .pt or .onnx")
@@ -70,47 +70,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: onnxruntime default)")
     ap.add_argument("--workdir", help="keep the exported models here (default: a temporary folder)")
     ap.add_argument("--out", help="write the results as JSON here")
-    args = ap.parse_args(argv)
-    if args.runs < 1:
-        ap.error("--runs must be >= 1")
+    return ap
 
+
+def _measure(args: argparse.Namespace, files: dict[str, Path]) -> tuple[dict, dict]:
+    """({name: ONNX stats}, {name: per-call ms}) of the exported models, from interleaved rounds."""
     import numpy as np
 
     from yolo_ema.bench import timing
 
-    with tempfile.TemporaryDirectory(prefix="yolo-ema-export-bench-") as tmp:
-        workdir = Path(args.workdir or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            files = {
-                n: to_onnx(m, workdir, n, args.imgsz, args.batch, args.dynamic)
-                for n, m in (("ema", args.ema), ("base", args.base))
-            }
-        except (FileNotFoundError, ValueError) as e:
-            print(f"export_benchmark: error: {e}", file=sys.stderr)
-            return 2
-        stats = {n: onnx_stats(f) for n, f in files.items()}
-        x = np.random.default_rng(0).random((args.batch, 3, args.imgsz, args.imgsz), dtype=np.float32)
-        samples = timing.onnxruntime_latency({n: str(f) for n, f in files.items()}, x, args.threads, args.runs,
-                                             args.warmup)  # fmt: skip
-        times = {n: [t * 1000 for t in v] for n, v in samples.items()}
+    stats = {n: onnx_stats(f) for n, f in files.items()}
+    x = np.random.default_rng(0).random((args.batch, 3, args.imgsz, args.imgsz), dtype=np.float32)
+    samples = timing.onnxruntime_latency({n: str(f) for n, f in files.items()}, x, args.threads, args.runs, args.warmup)
+    return stats, {n: [t * 1000 for t in v] for n, v in samples.items()}
+
+
+def _summary(args: argparse.Namespace, stats: dict, times: dict) -> dict:
+    """The JSON result: settings, each model's size and medians, size and latency ratios EMA / baseline."""
+    from yolo_ema.bench import timing
 
     med = {n: statistics.median(t) for n, t in times.items()}
-    result = {
+    return {
         "imgsz": args.imgsz,
         "batch": args.batch,
         "dynamic": args.dynamic,
         "runs": args.runs,
         "threads": args.threads,
-        "models": {n: {**stats[n], "median_ms": med[n], "min_ms": min(times[n])} for n in files},
+        "models": {n: {**stats[n], "median_ms": med[n], "min_ms": min(times[n])} for n in stats},
         "size_ratio": stats["ema"]["bytes"] / stats["base"]["bytes"],
         "latency_ratio": med["ema"] / med["base"],
         "latency_ratio_paired": timing.ratio_interval(times["ema"], times["base"]),
     }
-    print(f"onnxruntime CPU, input ({args.batch}, 3, {args.imgsz}, {args.imgsz}), {args.runs} interleaved rounds")
+
+
+def _print(result: dict) -> None:
+    from yolo_ema.bench import timing
+
+    b, s = result["batch"], result["imgsz"]
+    print(f"onnxruntime CPU, input ({b}, 3, {s}, {s}), {result['runs']} interleaved rounds")
     print(f"{'model':<6}{'size MB':>10}{'params':>12}{'nodes':>8}{'median ms':>12}{'min ms':>10}")
-    for n in files:
-        r = result["models"][n]
+    for n, r in result["models"].items():
         print(
             f"{n:<6}{r['bytes'] / 1e6:>10.2f}{r['params']:>12,}{r['nodes']:>8}{r['median_ms']:>12.2f}{r['min_ms']:>10.2f}"
         )
@@ -122,6 +121,27 @@ def main(argv: list[str] | None = None) -> int:
         f"[95% interval {iv['lo']:.3f}, {iv['hi']:.3f}]"
         + (" (wider than +-2 points: noise)" if timing.wide(iv) else "")
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+    with tempfile.TemporaryDirectory(prefix="yolo-ema-export-bench-") as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            files = {
+                n: to_onnx(m, workdir, n, args.imgsz, args.batch, args.dynamic)
+                for n, m in (("ema", args.ema), ("base", args.base))
+            }
+        except (FileNotFoundError, ValueError) as e:
+            print(f"export_benchmark: error: {e}", file=sys.stderr)
+            return 2
+        stats, times = _measure(args, files)
+    result = _summary(args, stats, times)
+    _print(result)
     if args.out:
         from yolo_ema.data import fsio
 

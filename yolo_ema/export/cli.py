@@ -7,7 +7,7 @@ Examples::
     yolo-ema export --model best.pt --exported best.onnx --check --images some/images/   # check an existing export
 
 Exit status: 0 when the export (and, with ``--check``, parity) succeeded; 1 when parity failed or the graph holds
-non-standard operators; 2 for bad arguments or missing inputs. Imports stay inside :func:`run`.
+non-standard operators; 2 for bad arguments or missing inputs. Heavy imports stay inside the functions.
 """
 
 from __future__ import annotations
@@ -114,69 +114,70 @@ def _check_coreml(model: Path, exported: Path, imgsz: int, batch: int, tol: floa
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from yolo_ema.export.graph import NonStandardGraphError, check_standard
+class _Stop(Exception):
+    """Ends :func:`run` with ``code`` after printing ``msg`` to stderr."""
 
+    def __init__(self, msg: str, code: int) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+def _check_inputs(args: argparse.Namespace) -> Path:
+    """The weights' path, after checking every input the arguments name (exit 2 on a missing one)."""
     model = Path(args.model)
     if not model.is_file():
-        return _fail(f"error: --model {model} not found", 2)
+        raise _Stop(f"error: --model {model} not found", 2)
     missing = [m for m in NEEDS.get(args.format, ()) if importlib.util.find_spec(m) is None]
     if missing:
-        return _fail(f"error: --format {args.format} needs {', '.join(missing)} (pip install 'yolo-ema[test]')", 2)
+        raise _Stop(f"error: --format {args.format} needs {', '.join(missing)} (pip install 'yolo-ema[test]')", 2)
     if args.data and not Path(args.data).is_file():
-        return _fail(f"error: --data {args.data} not found", 2)
+        raise _Stop(f"error: --data {args.data} not found", 2)
     if args.images and not Path(args.images).exists():
-        return _fail(f"error: --images {args.images} not found", 2)
+        raise _Stop(f"error: --images {args.images} not found", 2)
+    return model
 
-    if args.exported:
-        exported = Path(args.exported)
-        if not exported.exists():
-            return _fail(f"error: --exported {exported} not found", 2)
-        from yolo_ema.export.backends import Runner, export_kind
 
-        args.format = export_kind(exported)
-        shape = (None,) * 4 if args.format == "coreml" else Runner(exported).input_shape  # decides default sizes
-        if args.format == "coreml":
-            from yolo_ema.export.coreml import user_metadata
+def _existing(args: argparse.Namespace) -> tuple[Path, bool]:
+    """(--exported, dynamic); its format, and for a static export its batch and size, overwrite ``args``."""
+    exported = Path(args.exported)
+    if not exported.exists():
+        raise _Stop(f"error: --exported {exported} not found", 2)
+    from yolo_ema.export.backends import Runner, export_kind
 
-            meta = user_metadata(exported)
-            shape = (
-                (None, 3, None, None) if meta["args"].get("dynamic") else (int(meta["batch"]), 3, *_meta_imgsz(meta))
-            )
-        dynamic = shape[2] is None
-        if not dynamic:
-            args.batch, args.imgsz = shape[0] or args.batch, shape[2]
-        args.check = True
-    else:
-        from yolo_ema.export.exporting import export
+    args.format = export_kind(exported)
+    shape = (None,) * 4 if args.format == "coreml" else Runner(exported).input_shape  # decides default sizes
+    if args.format == "coreml":
+        from yolo_ema.export.coreml import user_metadata
 
-        try:
-            res = export(
-                model, args.format, imgsz=args.imgsz, batch=args.batch, dynamic=args.dynamic, half=args.half,
-                simplify=args.simplify, output=args.output,
-            )  # fmt: skip
-        except (FileNotFoundError, ValueError) as e:
-            return _fail(f"error: {e}", 2)
-        exported, dynamic = res.path, res.dynamic
-        shape = "(N, 3, H, W) dynamic" if dynamic else f"({res.batch}, 3, {res.imgsz}, {res.imgsz})"
-        print(f"exported {model} -> {exported} [{res.format}, {res.precision}, input {shape}] in {res.seconds:.1f}s")
-        if args.half and res.precision != "fp16":
-            print(
-                f"note: --half on CPU leaves {res.format} in FP32 (Ultralytics casts TorchScript to FP16 only on CUDA)"
-            )
+        meta = user_metadata(exported)
+        shape = (None, 3, None, None) if meta["args"].get("dynamic") else (int(meta["batch"]), 3, *_meta_imgsz(meta))
+    dynamic = shape[2] is None
+    if not dynamic:
+        args.batch, args.imgsz = shape[0] or args.batch, shape[2]
+    args.check = True
+    return exported, dynamic
+
+
+def _export(args: argparse.Namespace, model: Path) -> tuple[Path, bool]:
+    """Export ``model`` as the arguments say; (path, dynamic)."""
+    from yolo_ema.export.exporting import export
 
     try:
-        ops = check_standard(exported)
-    except NonStandardGraphError as e:
-        return _fail(f"FAILED: {e}", 1)
-    kinds = sorted({op if isinstance(op, str) else op[-1] for op in ops})
-    if kinds:
-        print(f"standard operators only: {len(kinds)} kinds, {sum(ops.values())} nodes: {', '.join(kinds)}")
-    if not args.check:
-        return 0
-    if args.format == "coreml":
-        return _check_coreml(model, exported, args.imgsz, args.batch)
+        res = export(
+            model, args.format, imgsz=args.imgsz, batch=args.batch, dynamic=args.dynamic, half=args.half,
+            simplify=args.simplify, output=args.output,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        raise _Stop(f"error: {e}", 2) from None
+    shape = "(N, 3, H, W) dynamic" if res.dynamic else f"({res.batch}, 3, {res.imgsz}, {res.imgsz})"
+    print(f"exported {model} -> {res.path} [{res.format}, {res.precision}, input {shape}] in {res.seconds:.1f}s")
+    if args.half and res.precision != "fp16":
+        print(f"note: --half on CPU leaves {res.format} in FP32 (Ultralytics casts TorchScript to FP16 only on CUDA)")
+    return res.path, res.dynamic
 
+
+def _parity(args: argparse.Namespace, model: Path, exported: Path, dynamic: bool) -> int:
+    """Raw head, boxes after NMS and (with --data) mAP of ``exported`` against PyTorch; prints the table."""
     from yolo_ema.export.parity import check_parity, load_images
 
     sizes = args.sizes or default_sizes(args.imgsz, dynamic)
@@ -194,3 +195,26 @@ def run(args: argparse.Namespace) -> int:
         detail = "\n  ".join(report.failures or [f"nothing checked: {'; '.join(report.skipped)}"])
         return _fail(f"PARITY FAILED for {exported}:\n  {detail}", 1)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export (or take --exported), check its operators, then with --check its parity; the exit status."""
+    from yolo_ema.export.graph import NonStandardGraphError, check_standard
+
+    try:
+        model = _check_inputs(args)
+        exported, dynamic = _existing(args) if args.exported else _export(args, model)
+    except _Stop as e:
+        return _fail(str(e), e.code)
+    try:
+        ops = check_standard(exported)
+    except NonStandardGraphError as e:
+        return _fail(f"FAILED: {e}", 1)
+    kinds = sorted({op if isinstance(op, str) else op[-1] for op in ops})
+    if kinds:
+        print(f"standard operators only: {len(kinds)} kinds, {sum(ops.values())} nodes: {', '.join(kinds)}")
+    if not args.check:
+        return 0
+    if args.format == "coreml":
+        return _check_coreml(model, exported, args.imgsz, args.batch)
+    return _parity(args, model, exported, dynamic)
