@@ -36,7 +36,7 @@ def test_finished_run_is_not_retrained(tmp_path):
     fake = FakeTrain()
     base, ema = _runs()
     rec = runner.train_run(base, tmp_path / "data.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
-    assert rec["status"] == "trained" and len(fake.calls) == 1
+    assert rec.status == "trained" and len(fake.calls) == 1
     marker = json.loads((tmp_path / "runs" / "yolov8n-seed0" / runner.DONE).read_text())
     assert marker["val"] == {"mAP50-95": 0.25, "mAP50": 0.5} and marker["settings"]["epochs"] == 1
     # "interrupted between models": the rerun skips the finished baseline and trains only the EMA model
@@ -44,7 +44,7 @@ def test_finished_run_is_not_retrained(tmp_path):
         runner.train_run(r, tmp_path / "data.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
     assert fake.calls == [("yolov8n-seed0", None), ("yolov8n-ema-seed0", None)]
     again = runner.train_run(ema, tmp_path / "data.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
-    assert again["status"] == "skipped" and len(fake.calls) == 2
+    assert again.status == "skipped" and len(fake.calls) == 2
 
 
 def test_half_finished_run_is_resumed(tmp_path, monkeypatch):
@@ -55,7 +55,7 @@ def test_half_finished_run_is_resumed(tmp_path, monkeypatch):
     last.write_bytes(b"epoch 3 of 5")
     monkeypatch.setattr(runner, "resumable", lambda p: Path(p) == last)
     rec = runner.train_run(base, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
-    assert rec["status"] == "resumed" and fake.calls == [(base.name, last)]
+    assert rec.status == "resumed" and fake.calls == [(base.name, last)]
 
 
 def test_unresumable_leftovers_restart_from_scratch(tmp_path):
@@ -67,7 +67,7 @@ def test_unresumable_leftovers_restart_from_scratch(tmp_path):
     (folder / "stale.txt").write_text("x")
     assert not runner.resumable(folder / "weights" / "last.pt")
     rec = runner.train_run(base, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
-    assert rec["status"] == "trained" and fake.calls == [(base.name, None)]
+    assert rec.status == "trained" and fake.calls == [(base.name, None)]
     assert not (folder / "stale.txt").exists()
 
 
@@ -105,5 +105,5 @@ def test_marker_written_last_and_atomically(tmp_path, monkeypatch):
     rec = runner.train_run(base, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake,
                            val_fn=lambda w, d, s: validated.append(w) or {"mAP50-95": 0.2, "mAP50": 0.4},
                            log=lambda m: None)  # fmt: skip
-    assert rec["status"] == "recovered" and len(fake.calls) == 1 and validated == [folder / "weights" / "best.pt"]
+    assert rec.status == "recovered" and len(fake.calls) == 1 and validated == [folder / "weights" / "best.pt"]
     assert json.loads((folder / runner.DONE).read_text())["val"] == {"mAP50-95": 0.2, "mAP50": 0.4}

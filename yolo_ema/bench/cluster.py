@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from yolo_ema.bench import jobs
+from yolo_ema.bench.records import ScoredRun
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 INSTALL = "pip install 'yolo-ema[dask]'"
@@ -67,7 +68,7 @@ def connect(address: str, timeout: str = CONNECT_TIMEOUT):
         raise BenchmarkError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from None
 
 
-def task(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict) -> dict:
+def task(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict) -> ScoredRun:
     """On a Dask worker: one run trained (or reused/resumed), evaluated and scored in a fresh Python process (its
     output in the run's log), which dies with the worker.
 
@@ -101,7 +102,7 @@ def task(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict) -> 
 
 
 def _child(job: Path) -> None:
-    """The process :func:`task` starts: run the job in ``job`` and leave ``(ok, record or error)`` beside it."""
+    """The process :func:`task` starts: run the job in ``job`` and leave ``(ok, ScoredRun or error)`` beside it."""
     jobs._init_slot(None)  # dies with the worker
     run, data_yaml, settings, out, ev, worker = pickle.loads(job.read_bytes())
     try:
@@ -131,7 +132,7 @@ def _offers(client, need: dict) -> list[str]:
 
 
 def run_all(runs: list[Run], data_yaml: Path, settings: Settings, out: Path, ev: dict, log: Callable,
-            scheduler: str) -> list[dict]:  # fmt: skip
+            scheduler: str) -> list[ScoredRun]:  # fmt: skip
     """Every run as one task on the cluster at ``scheduler``; records in the order of ``runs``."""
     d = distributed()
     need = resources(settings.device)
@@ -149,19 +150,19 @@ def run_all(runs: list[Run], data_yaml: Path, settings: Settings, out: Path, ev:
             ): i  # fmt: skip
             for i, r in enumerate(runs)
         }
-        results: dict[int, dict] = {}
+        results: dict[int, ScoredRun] = {}
         try:
             for f in d.as_completed(futures):
                 i = futures[f]
                 try:
-                    rec = f.result()
+                    scored = f.result()
                 except d.KilledWorker as e:
                     raise BenchmarkError(
                         f"run {runs[i].name}: its Dask worker died while training it ({e}); the finished runs are "
                         f"kept in {out}: run the same command again to resume it from its last.pt"
                     ) from None
-                results[i] = rec
-                log(f"[{len(results)}/{len(runs)}] {jobs.progress(rec)}")
+                results[i] = scored
+                log(f"[{len(results)}/{len(runs)}] {jobs.progress(scored)}")
         finally:
             if len(results) < len(runs):
                 client.cancel(list(futures))  # a task already running finishes on its worker, under its run lock

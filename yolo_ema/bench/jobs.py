@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from yolo_ema.bench import evaluation, lock, runner
+from yolo_ema.bench.records import ScoredRun
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 
@@ -115,7 +116,7 @@ def log_path(out: Path, run: Run) -> Path:
     return Path(out) / "logs" / f"{run.name}.log"
 
 
-def job(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict, pin: str | None = None) -> dict:
+def job(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict, pin: str | None = None) -> ScoredRun:
     """In a slot: train ``run`` (or reuse/resume it), evaluate its weights and score the bootstrap draws, with the
     output in the run's log. ``pin``: the slot's GPU (the job then uses device 0, the only one it sees)."""
     worker = runner.local_worker() + (f" GPU {pin}" if pin is not None else "")
@@ -125,25 +126,26 @@ def job(run: Run, data_yaml: Path, settings: Settings, out: Path, ev: dict, pin:
         return train_and_score(run, data_yaml, settings, out, ev, print, worker=worker)
 
 
-def train_and_score(run, data_yaml, settings, out, ev, log, train_fn=None, worker=None) -> dict:
-    """The run's record with ``eval`` and ``bootstrap`` added, under the run's lock. ``ev``: evaluation settings
-    (data, split, imgsz, protocol, device, resamples)."""
+def train_and_score(run, data_yaml, settings, out, ev, log, train_fn=None, worker=None) -> ScoredRun:
+    """The run trained (or reused/resumed), evaluated and scored on the bootstrap draws, under the run's lock.
+    ``ev``: evaluation settings (data, split, imgsz, protocol, device, resamples)."""
     with lock.hold(Path(out) / "locks", f"{run.name}.lock", wait=True, log=log):
-        rec = runner.train_run(run, data_yaml, settings, out, train_fn=train_fn, log=log, worker=worker)
+        trained = runner.train_run(run, data_yaml, settings, out, train_fn=train_fn, log=log, worker=worker)
         folder = runner.run_dir(out, run)
         resamples = ev["resamples"]
         ev = {k: v for k, v in ev.items() if k != "resamples"}
-        rec["eval"] = evaluation.evaluate_run(rec, folder=folder, log=log, **ev)
-        rec["bootstrap"] = evaluation.bootstrap_scores(rec, folder, ev["data"], ev["split"], ev["imgsz"],
-                                                       ev["protocol"], resamples, log)  # fmt: skip
-    return rec
+        metrics = evaluation.evaluate_run(trained, folder=folder, log=log, **ev)
+        scores = evaluation.bootstrap_scores(trained.run, metrics, folder, ev["data"], ev["split"], ev["imgsz"],
+                                             ev["protocol"], resamples, log)  # fmt: skip
+    return ScoredRun(trained, metrics, scores)
 
 
-def progress(rec: dict) -> str:
+def progress(scored: ScoredRun) -> str:
     """A finished job's progress line: run, status, worker, COCO AP50."""
-    ap50 = (rec["eval"].get("coco") or {}).get("AP50")
+    t = scored.trained
+    ap50 = (scored.metrics.get("coco") or {}).get("AP50")
     ap50 = "n/a" if ap50 is None else f"{ap50:.3f}"
-    return f"{rec['run']}: {rec['status']} ({rec.get('worker', 'worker unknown')}), COCO AP50 {ap50}"
+    return f"{t.run}: {t.status} ({t.worker or 'worker unknown'}), COCO AP50 {ap50}"
 
 
 def run_slots(fn: Callable, items: list, pins: list, done: Callable[[int, object], None]) -> list:
@@ -194,7 +196,7 @@ def run_all(
     jobs: int,
     log: Callable[[str], None],
     train_fn: Callable | None = None,
-) -> list[dict]:
+) -> list[ScoredRun]:
     """Every run trained and evaluated here, ``jobs`` at a time (pinned to the GPUs of ``settings.device`` in turn);
     records in the order of ``runs``. The Dask executor is :func:`yolo_ema.bench.cluster.run_all`."""
     if jobs <= 1 or train_fn is not None or len(runs) <= 1:
@@ -210,9 +212,9 @@ def run_all(
     log(f"{len(runs)} runs, {jobs} at a time{where} (each run's output: logs/<run>.log)")
     count = [0]
 
-    def done(i: int, rec: dict) -> None:
+    def done(i: int, scored: ScoredRun) -> None:
         count[0] += 1
-        log(f"[{count[0]}/{len(runs)}] {progress(rec)}")
+        log(f"[{count[0]}/{len(runs)}] {progress(scored)}")
 
     fn = functools.partial(_slot_job, data_yaml=data_yaml, settings=settings, out=out, ev=ev)
     return run_slots(fn, runs, pins, done)

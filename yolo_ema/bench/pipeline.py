@@ -21,6 +21,7 @@ from yolo_ema.bench import arms, bootstrap, data, evaluation, lock, report, runn
 from yolo_ema.bench import jobs as jobs_
 from yolo_ema.bench.jobs import default_jobs
 from yolo_ema.bench.presets import DEFAULT
+from yolo_ema.bench.records import Comparison, Description, Picture, Results, ScoredRun, Statistics, TrainedRun
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 SYNTHETIC_NOTE = (
@@ -108,8 +109,8 @@ def plan(cfg: Config, models: dict) -> list[Run]:
     ]
 
 
-def _given(cfg: Config) -> list[dict]:
-    """Records for ``--weights BASE.pt ARM.pt ...`` (no training): the first is the baseline."""
+def _given(cfg: Config) -> list[TrainedRun]:
+    """Runs for ``--weights BASE.pt ARM.pt ...`` (no training): the first is the baseline."""
     paths = [Path(w) for w in cfg.weights]
     for p in paths:
         if not p.is_file():
@@ -118,10 +119,7 @@ def _given(cfg: Config) -> list[dict]:
     if len(set(names)) != len(names):
         names = [f"{i}-{n}" for i, n in enumerate(names)]
     roles = ["baseline"] + ["arm"] * (len(paths) - 1)
-    return [
-        {"run": n, "role": r, "label": n, "cfg": str(p), "seed": 0, "weights": str(p.resolve()), "status": "given"}
-        for r, n, p in zip(roles, names, paths)
-    ]
+    return [TrainedRun(n, r, n, str(p), 0, str(p.resolve()), "given") for r, n, p in zip(roles, names, paths)]
 
 
 def set_threads(threads: int | None) -> int:
@@ -171,12 +169,12 @@ def pretrain(cfg: Config, base_cfg: str, data_yaml: Path, out: Path, log: Callab
     log(f"{r.name}: pre-training the baseline ({cfg.pretrain_epochs} epochs, imgsz {cfg.imgsz}, device {cfg.device})")
     t = time.perf_counter()
     rec = runner.train_run(r, data_yaml, settings, out, train_fn=train_fn, log=log)
-    log(f"{r.name}: {rec['status']} in {time.perf_counter() - t:.0f} s -> {rec['weights']}")
-    return rec["weights"]
+    log(f"{r.name}: {rec.status} in {time.perf_counter() - t:.0f} s -> {rec.weights}")
+    return rec.weights
 
 
 def run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = None) -> dict:
-    """Run the whole benchmark; return {"report": paths, "results": results}. One benchmark at a time per OUT (a
+    """Run the whole benchmark; return {"report": paths, "results": :class:`Results`}. One benchmark at a time per OUT (a
     lock on ``OUT/.lock``; a second one is an error naming the folder and the holder)."""
     with lock.hold(Path(cfg.out).resolve()):
         return _run(cfg, train_fn, log)
@@ -198,42 +196,38 @@ def _run(cfg: Config, train_fn: Callable | None = None, log: Callable | None = N
     prepared = resolve_data(cfg, log)
     jobs = cfg.jobs or default_jobs(cfg.device)
     if cfg.weights:
-        records, start = given_records(cfg, prepared, log), None
+        runs, start = given_records(cfg, prepared, log), None
     else:
-        records, start = trained_records(cfg, models, prepared, out, jobs, log, train_fn)
-    stats_ = paired_stats(records, cfg)
+        runs, start = trained_records(cfg, models, prepared, out, jobs, log, train_fn)
+    statistics = paired_stats(runs, cfg.resamples)
     threads = set_threads(cfg.threads)  # after training: Ultralytics' select_device resets CPU threads to cores - 1
-    costs = measure_cost(cfg, records, log)
-    pictures = attention_picture(records, prepared, cfg, out, log)
+    costs = measure_cost(cfg, runs, log)
+    picture = attention_picture(runs, prepared, cfg, out, log)
     wall = time.perf_counter() - t0
-    results = {
-        "benchmark": describe(cfg, records, prepared, start, machine(cfg.device, jobs, threads, cfg.scheduler), wall),
-        "runs": records,
-        "bootstrap": stats_,
-        "cost": costs,
-        "pictures": pictures,
-        "notes": _notes(cfg, _train_images(prepared)),
-    }
-    paths = report.write(results, out)
+    where = machine(cfg.device, jobs, threads, cfg.scheduler)
+    results = Results(describe(cfg, runs, prepared, start, where, wall), runs, statistics, costs, picture,
+                      _notes(cfg, _train_images(prepared)))  # fmt: skip
+    paths = report.write(results.document(), out)
     log(f"report: {paths['md']}, {paths['json']}, {paths['plot']} ({wall / 60:.1f} min)")
     return {"report": paths, "results": results}
 
 
-def given_records(cfg: Config, prepared: Path, log: Callable) -> list[dict]:
-    """``--weights``: each given model evaluated and scored on the bootstrap draws (no training)."""
+def given_records(cfg: Config, prepared: Path, log: Callable) -> list[ScoredRun]:
+    """``--weights``: each given model evaluated and scored on the bootstrap draws (no training; nothing cached, the
+    detections stay in memory)."""
     ev = {"data": prepared, "split": cfg.split, "imgsz": cfg.imgsz, "protocol": cfg.protocol}
-    records = []
-    for rec in _given(cfg):
-        log(f"{rec['run']}: given weights {rec['weights']}")
-        rec["eval"] = evaluation.evaluate_run(rec, folder=None, log=log, device=cfg.device, **ev)
-        rec["bootstrap"] = evaluation.bootstrap_scores(rec, None, **ev, resamples=cfg.resamples, log=log)
-        rec["eval"].pop("detections")
-        records.append(rec)
-    return records
+    scored = []
+    for given in _given(cfg):
+        log(f"{given.run}: given weights {given.weights}")
+        metrics = evaluation.evaluate_run(given, folder=None, log=log, device=cfg.device, **ev)
+        scores = evaluation.bootstrap_scores(given.run, metrics, None, **ev, resamples=cfg.resamples, log=log)
+        scored.append(ScoredRun(given, {k: v for k, v in metrics.items() if k != "detections"}, scores))
+    return scored
 
 
-def trained_records(cfg: Config, models: dict, prepared: Path, out: Path, jobs: int, log: Callable, train_fn=None):
-    """(records, start): every model x seed trained (after the shared pre-training, if any), evaluated and scored,
+def trained_records(cfg: Config, models: dict, prepared: Path, out: Path, jobs: int, log: Callable,
+                    train_fn=None) -> tuple[list[ScoredRun], str | None]:  # fmt: skip
+    """(scored runs, start): every model x seed trained (after the shared pre-training, if any), evaluated and scored,
     through the local pool or the Dask cluster; ``start`` is the weights every run started from."""
     start = cfg.pretrained
     if cfg.pretrain_epochs:
@@ -249,26 +243,27 @@ def trained_records(cfg: Config, models: dict, prepared: Path, out: Path, jobs: 
         from yolo_ema.bench import cluster
 
         return cluster.run_all(runs, data_yaml, settings, out, ev, log, cfg.scheduler), start
-    records = jobs_.run_all(runs, data_yaml, settings, out, ev, jobs, log, train_fn)
-    return records, start
+    return jobs_.run_all(runs, data_yaml, settings, out, ev, jobs, log, train_fn), start
 
 
-def measure_cost(cfg: Config, records: list[dict], log: Callable) -> dict:
-    """Params, FLOPs and latency of each model's first-seed weights (the control is the baseline's own model)."""
+def measure_cost(cfg: Config, runs: list[ScoredRun], log: Callable) -> dict:
+    """{label: params, FLOPs and latency} of each model's first-seed weights (the control is the baseline's own
+    model, not measured again)."""
     from yolo_ema.bench import cost
 
     first = {}
-    for r in records:
-        if not arms.is_control(r["label"]):
-            first.setdefault(r["label"], r["weights"])
+    for r in (s.trained for s in runs):
+        if not arms.is_control(r.label):
+            first.setdefault(r.label, r.weights)
     sizes = list(dict.fromkeys(cfg.latency_sizes or [cfg.imgsz, 640]))
     return cost.measure(first, sizes, runs=cfg.latency_runs, warmup=cfg.latency_warmup, device=cfg.device,
                         progress=log)  # fmt: skip
 
 
-def describe(cfg: Config, records: list[dict], prepared: Path, start, machine_text: str, wall: float) -> dict:
-    """The report's "benchmark" section: what was compared, on what, how trained, where and how long."""
-    labels = list(dict.fromkeys(r["label"] for r in records))
+def describe(cfg: Config, runs: list[ScoredRun], prepared: Path, start, machine_text: str, wall: float) -> Description:
+    """What was compared, on what, how trained, where and how long."""
+    trained = [s.trained for s in runs]
+    labels = list(dict.fromkeys(r.label for r in trained))
     if cfg.weights:
         training = "not trained here: given weights"
     else:
@@ -282,64 +277,61 @@ def describe(cfg: Config, records: list[dict], prepared: Path, start, machine_te
             f"every model; {origin}; evaluated weights: best.pt"
             + ("" if cfg.val else " (validation only after the last epoch, so best.pt is the last epoch)")
         )
-    return {
-        "data": cfg.data,
-        "data_dir": str(prepared),
-        "split": cfg.split,
-        "protocol": next((r["eval"].get("protocol") for r in records), cfg.protocol),
-        "baseline": labels[0],
-        "arms": labels[1:],
-        "configs": {r["label"]: r["cfg"] for r in records},
-        "seeds": [0] if cfg.weights else list(cfg.seeds),
-        "training": training,
-        "pretrain_epochs": cfg.pretrain_epochs if not cfg.weights else 0,
-        "train_images": _train_images(prepared),
-        "machine": machine_text,
-        "wall_seconds": round(wall, 1),
-        "wall_time": f"{wall / 60:.1f} min for this invocation (finished runs reused: "
-        f"{sum(r.get('status') == 'skipped' for r in records)})",
-        "command": cfg.command,
-    }
+    return Description(
+        data=cfg.data,
+        data_dir=str(prepared),
+        split=cfg.split,
+        protocol=next((s.metrics.get("protocol") for s in runs), cfg.protocol),
+        baseline=labels[0],
+        arms=labels[1:],
+        configs={r.label: r.cfg for r in trained},
+        seeds=[0] if cfg.weights else list(cfg.seeds),
+        training=training,
+        pretrain_epochs=cfg.pretrain_epochs if not cfg.weights else 0,
+        train_images=_train_images(prepared),
+        machine=machine_text,
+        wall_seconds=round(wall, 1),
+        wall_time=f"{wall / 60:.1f} min for this invocation (finished runs reused: "
+        f"{sum(r.status == 'skipped' for r in trained)})",
+        command=cfg.command,
+    )
 
 
-def paired_stats(records: list[dict], cfg: Config) -> dict:
-    """Bootstrap intervals of each arm minus the baseline: {arm label: {"seeds", "per_seed": [...], "pooled": {...}}}.
-
-    Each record carries its scores on the shared draws (``rec["bootstrap"]``); they are popped from the records.
-    """
-    scores = {r["run"]: bootstrap.Scores.from_dict(r.pop("bootstrap")) for r in records}
-    base = [r for r in records if r["role"] == "baseline"]
-    one = len({r["seed"] for r in base}) < 2
-    method = (bootstrap.METHOD_ONE if one else bootstrap.METHOD).format(b=cfg.resamples)
-    out = {"method": method, "resamples": cfg.resamples, "arms": {}}
-    for label in dict.fromkeys(r["label"] for r in records if r["role"] != "baseline"):
+def paired_stats(runs: list[ScoredRun], resamples: int) -> Statistics:
+    """Each arm minus the baseline, paired by seed on the shared bootstrap draws: a :class:`Comparison` per arm."""
+    base = [s for s in runs if s.trained.role == "baseline"]
+    one = len({s.trained.seed for s in base}) < 2
+    method = (bootstrap.METHOD_ONE if one else bootstrap.METHOD).format(b=resamples)
+    comparisons = {}
+    for label in dict.fromkeys(s.trained.label for s in runs if s.trained.role != "baseline"):
         pairs, seeds = [], []
         for b in base:
-            seed = arms.run_seed(label, b["seed"])
-            arm = next((r for r in records if r["label"] == label and r["seed"] == seed), None)
+            seed = arms.run_seed(label, b.trained.seed)
+            arm = next((s for s in runs if s.trained.label == label and s.trained.seed == seed), None)
             if arm is not None:
-                pairs.append((scores[b["run"]], scores[arm["run"]]))
-                seeds.append(b["seed"])
-        out["arms"][label] = {"seeds": seeds, **bootstrap.paired(pairs)}
-    return out
+                pairs.append((b.scores, arm.scores))
+                seeds.append(b.trained.seed)
+        comparisons[label] = Comparison(seeds=seeds, **bootstrap.paired(pairs))
+    return Statistics(method, resamples, comparisons)
 
 
-def attention_picture(records: list[dict], prepared: Path, cfg: Config, out: Path, log: Callable) -> dict:
+def attention_picture(runs: list[ScoredRun], prepared: Path, cfg: Config, out: Path, log: Callable) -> Picture | None:
     """attention.png: baseline and the first EMA arm's detections and EMA maps on a few validation images."""
     from yolo_ema.bench import attention
     from yolo_ema.bench.cost import ema_layers
 
-    base = next(r for r in records if r["role"] == "baseline")
-    for r in records:
-        if r["role"] != "baseline" and r["seed"] == base["seed"] and ema_layers(r["weights"]):
+    trained = [s.trained for s in runs]
+    base = next(r for r in trained if r.role == "baseline")
+    for r in trained:
+        if r.role != "baseline" and r.seed == base.seed and ema_layers(r.weights):
             images = sorted((prepared / "images" / cfg.split).glob("*"))[:3]
             if not images:
-                return {}
-            log(f"picture: EMA attention maps of {r['label']} on {len(images)} {cfg.split} images")
-            path = attention.picture(base["weights"], r["weights"], images, out / "attention.png", cfg.imgsz,
-                                     labels=(base["label"], r["label"]))  # fmt: skip
-            return {"attention": path.name, "arm": r["label"], "images": [p.name for p in images]}
-    return {}
+                return None
+            log(f"picture: EMA attention maps of {r.label} on {len(images)} {cfg.split} images")
+            path = attention.picture(base.weights, r.weights, images, out / "attention.png", cfg.imgsz,
+                                     labels=(base.label, r.label))  # fmt: skip
+            return Picture(path.name, r.label, [p.name for p in images])
+    return None
 
 
 def _train_images(prepared: Path):

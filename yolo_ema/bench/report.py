@@ -1,14 +1,8 @@
 """The benchmark report: ``report.json`` (every raw number), ``report.md`` (answer first, then tables), ``plot.png``.
 
-Input is the benchmark's results dict::
-
-    {"benchmark": {data, baseline, arms: [label, ...], seeds, configs, training, machine, ...},
-     "runs": [{"role": "baseline" | "arm", "label", "seed", "weights", "val": {...},
-               "eval": <yolo_ema.eval.evaluate() result>}, ...],
-     "bootstrap": {"method", "resamples", "arms": {label: {"seeds", "per_seed": [...], "pooled": {...}}}},
-     "cost": {label: <yolo_ema.bench.cost.measure() entry>},
-     "pictures": {"attention": "attention.png", "arm": label, "images": [...]},
-     "notes": ["caveat", ...]}
+Input is :meth:`yolo_ema.bench.records.Results.document`, the JSON form of the benchmark's typed records
+(:mod:`yolo_ema.bench.records` defines every field); ``report.md`` and ``plot.png`` are rendered from
+``report.json``'s content only, so they show exactly what the JSON holds.
 
 The verdict words come from the intervals over seeds and images (:mod:`yolo_ema.bench.stats`); the seed mean,
 spread and range are shown beside them. All files are written atomically.

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from yolo_ema.bench.evaluation import read_json
+from yolo_ema.bench.records import TrainedRun
 from yolo_ema.data.fsio import write_json
 
 DONE = "done.json"
@@ -165,20 +166,20 @@ def train_run(
     val_fn: Callable | None = None,
     log: Callable[[str], None] = print,
     worker: str | None = None,
-) -> dict:
-    """Make sure ``run`` is trained; return its record (the content of ``done.json``) plus ``status``.
+) -> TrainedRun:
+    """Make sure ``run`` is trained; return it as a :class:`TrainedRun` (its marker is ``done.json``).
 
     ``worker`` (default :func:`local_worker`) names who trains it; it is kept in ``done.json``, so a run reused later
     still names the worker that trained it."""
     folder = run_dir(out, run).resolve()  # absolute: Ultralytics puts a relative project under its runs_dir
     marker = folder / DONE
-    rec = read_json(marker)
-    if rec is not None:
-        _check_same(run, rec, settings, marker)
-        if Path(rec["weights"]).is_file():
-            log(f"{run.name}: already trained ({rec['weights']}), skipped")
-            return {**rec, "status": "skipped"}
-        log(f"{run.name}: marker found but weights {rec['weights']} missing; training again")
+    done = read_json(marker)
+    if done is not None:
+        _check_same(run, done, settings, marker)
+        if Path(done["weights"]).is_file():
+            log(f"{run.name}: already trained ({done['weights']}), skipped")
+            return TrainedRun.from_marker(done, "skipped")
+        log(f"{run.name}: marker found but weights {done['weights']} missing; training again")
     last, best = folder / "weights" / "last.pt", folder / "weights" / "best.pt"
     train_fn = train_fn or ultralytics_train
     if resumable(last):
@@ -194,16 +195,7 @@ def train_run(
             shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         result, status = train_fn(run, data_yaml, settings, folder, None), "trained"
-    rec = {
-        "run": run.name,
-        "role": run.role,
-        "label": run.label,
-        "cfg": run.cfg,
-        "seed": run.seed,
-        "settings": settings.as_dict(),
-        "weights": str(result["weights"]),
-        "val": _val_dict(result.get("val")),
-        "worker": worker or local_worker(),
-    }
-    write_json(marker, rec, indent=1, default=str)
-    return {**rec, "status": status}
+    trained = TrainedRun(run.name, run.role, run.label, run.cfg, run.seed, str(result["weights"]), status,
+                         _val_dict(result.get("val")), settings.as_dict(), worker or local_worker())  # fmt: skip
+    write_json(marker, trained.marker(), indent=1, default=str)
+    return trained

@@ -136,28 +136,44 @@ def memory_profile(module, x) -> tuple[int, int]:
 
 
 def layer_benchmarks(args) -> None:
+    """``--layer``: ours against the paper formulation on single layers: forward time, a training step (time,
+    parity of outputs and gradients, memory), FLOPs."""
+    import torch
+
+    print(f"== EMA layer, factor {args.factor}, fp32, {torch.get_num_threads()} threads (medians, interleaved)")
+    shapes = [_shape(text) for text in args.shapes.split(";")]
+    for shape in shapes:
+        layer_forward(shape, args.factor, args.repeats, args.warmup)
+    layer_training(_shape(args.train_shape), args.factor, args.repeats, args.warmup)
+    for shape in shapes:
+        layer_flops(shape, args.factor)
+
+
+def layer_forward(shape: tuple, factor: int, repeats: int, warmup: int) -> None:
+    """Inference time of the two formulations on input ``shape`` (interleaved medians) and their largest difference."""
     import torch
 
     from yolo_ema.bench import timing
-    from yolo_ema.bench.cost import count_flops
 
-    factor = args.factor
-    print(f"== EMA layer, factor {factor}, fp32, {torch.get_num_threads()} threads (medians, interleaved)")
-    for text in args.shapes.split(";"):
-        shape = _shape(text)
-        paper, ours = _pair(shape[1], factor)
-        paper.eval()
-        ours.eval()
-        x = torch.randn(shape)
-        with torch.inference_mode():
-            err = (paper(x) - ours(x)).abs().max().item()
-        t = timing.medians(timing.eager_latency({"paper": paper, "ours": ours}, x, args.repeats, args.warmup))
-        print(
-            f"forward {shape}: paper {_ms(t['paper'])}  ours {_ms(t['ours'])}  ratio {t['ours'] / t['paper']:.3f}  "
-            f"(max |diff| {err:.1e})"
-        )
+    paper, ours = _pair(shape[1], factor)
+    paper.eval()
+    ours.eval()
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        err = (paper(x) - ours(x)).abs().max().item()
+    t = timing.medians(timing.eager_latency({"paper": paper, "ours": ours}, x, repeats, warmup))
+    print(
+        f"forward {shape}: paper {_ms(t['paper'])}  ours {_ms(t['ours'])}  ratio {t['ours'] / t['paper']:.3f}  "
+        f"(max |diff| {err:.1e})"
+    )
 
-    shape = _shape(args.train_shape)
+
+def layer_training(shape: tuple, factor: int, repeats: int, warmup: int) -> None:
+    """Forward+backward time, parity of outputs and gradients, and memory of the two formulations at ``shape``."""
+    import torch
+
+    from yolo_ema.bench import timing
+
     paper, ours = _pair(shape[1], factor)
     x = torch.randn(shape)
     grad = torch.randn(shape)
@@ -168,9 +184,7 @@ def layer_benchmarks(args) -> None:
 
         return run
 
-    samples = timing.interleaved(
-        {"paper": step(paper), "ours": step(ours)}, max(3, args.repeats // 2), max(1, args.warmup - 1)
-    )
+    samples = timing.interleaved({"paper": step(paper), "ours": step(ours)}, max(3, repeats // 2), max(1, warmup - 1))
     t = timing.medians(samples)
     print(
         f"forward+backward {shape}: paper {_ms(t['paper'])}  ours {_ms(t['ours'])}  ratio {t['ours'] / t['paper']:.3f}"
@@ -198,12 +212,17 @@ def layer_benchmarks(args) -> None:
             f"memory {name} {shape}: fwd+bwd peak {peak / nbytes:.2f}x input  saved for backward {kept / nbytes:.2f}x"
         )
 
-    for text in args.shapes.split(";"):
-        shape = _shape(text)
-        paper, ours = _pair(shape[1], factor)
-        x = torch.randn(shape)
-        fp, fo = count_flops(paper, x), count_flops(ours, x)
-        print(f"flops {shape}: paper {fp / 1e6:.1f} MFLOPs  ours {fo / 1e6:.1f} MFLOPs  ratio {fo / fp:.3f}")
+
+def layer_flops(shape: tuple, factor: int) -> None:
+    """FLOPs of the two formulations at ``shape`` (``FlopCounterMode``)."""
+    import torch
+
+    from yolo_ema.bench.cost import count_flops
+
+    paper, ours = _pair(shape[1], factor)
+    x = torch.randn(shape)
+    fp, fo = count_flops(paper, x), count_flops(ours, x)
+    print(f"flops {shape}: paper {fp / 1e6:.1f} MFLOPs  ours {fo / 1e6:.1f} MFLOPs  ratio {fo / fp:.3f}")
 
 
 def build_models(scale: str) -> dict:
