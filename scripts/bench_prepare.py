@@ -7,8 +7,11 @@ size, read the file, split rows, skip score-0 rows, convert with int() and write
 JSON, no report, checks nothing and does not clip. Ours does the whole preparation (header + integrity check, parse
 and validate, clip, labels, COCO ground truth with ignore regions, report, atomic writes, images linked).
 
-Both run as whole processes (interpreter start and imports included: what a user waits for), alternately on a warm
-page cache, each into a fresh output folder; the median times and their ratio are printed.
+Both run as whole processes (interpreter start and imports included: what a user waits for), in pairs on a warm
+page cache (the order alternating from pair to pair), each into a fresh output folder; outputs are removed only at
+the end, so that no run creates its files among just-deleted ones (ext4 then scans past the recently freed inodes).
+Printed: the median wall and CPU (user + system) times, the per-pair time ratio ours/bare with its median and a 95%
+interval (t on the log ratios), and the load average before and after.
 
     python scripts/bench_prepare.py                          # synthetic VisDrone-sized source (1360x765, ~55 boxes)
     python scripts/bench_prepare.py --source /data/VisDrone  # the real VisDrone2019-DET folders
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,10 +84,27 @@ def commands(source: Path, out: Path, splits) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall, CPU user + system) seconds of one whole-process run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def ratio_interval(ratios: list[float]) -> tuple[float, float, float]:
+    """(median, low, high): the median ratio and a 95% t interval of the geometric mean of paired ratios."""
+    from scipy import stats
+
+    logs = [math.log(r) for r in ratios]
+    n = len(logs)
+    if n < 2:
+        return ratios[0], float("nan"), float("nan")
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+    mean = statistics.fmean(logs)
+    return statistics.median(ratios), math.exp(mean - half), math.exp(mean + half)
 
 
 def make_source(root: Path, images: int, size: tuple[int, int], objects: tuple[int, int], scenes: int = 16) -> Path:
@@ -118,7 +140,7 @@ def main() -> int:
     ap.add_argument("--size", default="1360x765", help="generated image size WxH (VisDrone's most common)")
     ap.add_argument("--objects", default="40,70", help="objects per generated image, min,max (VisDrone: ~53)")
     ap.add_argument("--splits", nargs="+", default=None, help="splits to convert (default: all present)")
-    ap.add_argument("--repeat", type=int, default=5, help="timed runs of each (alternating)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed pairs (order alternating)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir, removed)")
     args = ap.parse_args()
 
@@ -137,25 +159,28 @@ def main() -> int:
         splits = args.splits or [s for s, f in folders.items() if (source / f / "annotations").is_dir()]
         files = [f for s in splits for f in (source / folders[s] / "annotations").glob("*.txt")]
         rows = sum(f.read_bytes().count(b"\n") for f in files)
-        for cmd in commands(source, work / "warm", splits).values():  # warm the page cache
-            timed(cmd)
-            shutil.rmtree(work / "warm")
+        for name in ("bare", "ours"):  # warm the page cache
+            timed(commands(source, work / "warm" / name, splits)[name])
+        load = os.getloadavg()
         times = {"bare": [], "ours": []}
         for i in range(args.repeat):
-            for name, cmd in commands(source, work / f"run{i}", splits).items():
-                times[name].append(timed(cmd))
-                shutil.rmtree(work / f"run{i}")
+            for name in ("bare", "ours") if i % 2 == 0 else ("ours", "bare"):
+                times[name].append(timed(commands(source, work / f"run{i}" / name, splits)[name]))
         timed(commands(source, work / "again", splits)["ours"])
-        rerun = timed(commands(source, work / "again", splits)["ours"])
-        med = {k: statistics.median(v) for k, v in times.items()}
+        rerun, _ = timed(commands(source, work / "again", splits)["ours"])
         n = len(files)
         print(f"splits {' '.join(splits)}: {n} images, {rows} annotation rows ({rows / max(1, n):.0f}/image)")
-        print(f"Ultralytics bare loop  : {med['bare']:6.2f} s median ({n / med['bare']:5.0f} images/s), whole process")
-        print(f"yolo-ema prepare       : {med['ours']:6.2f} s median ({n / med['ours']:5.0f} images/s), whole process")
-        print(
-            f"time ratio ours/bare   : {med['ours'] / med['bare']:6.2f} (median of {args.repeat} alternating runs each)"
-        )
+        for name, label in (("bare", "Ultralytics bare loop"), ("ours", "yolo-ema prepare")):
+            wall, cpu = (statistics.median(t[k] for t in times[name]) for k in (0, 1))
+            print(f"{label:22s} : {wall:6.2f} s wall ({n / wall:5.0f} images/s), {cpu:6.2f} s CPU, medians")
+        for k, what in ((0, "wall"), (1, "CPU")):
+            med, lo, hi = ratio_interval([o[k] / b[k] for o, b in zip(times["ours"], times["bare"])])
+            print(
+                f"time ratio ours/bare, {what:4s}: {med:5.2f} median, 95% interval {lo:.2f}-{hi:.2f} ({args.repeat} pairs)"
+            )
         print(f"yolo-ema re-run (no-op): {rerun:6.2f} s")
+        print(f"load average before / after: {' '.join(f'{v:.2f}' for v in load)} / "
+              f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")  # fmt: skip
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -9,6 +9,8 @@ OUT/report.json               counts and problems; written last, so its presence
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -62,6 +64,23 @@ def finish(out: Path, report: dict) -> dict:
     fsio.sync_all()  # labels, links and JSON were written without per-file fsync: all on disk before the marker
     fsio.write_json(out / REPORT, report, indent=1)
     return report
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while a split's ground truth is built.
+
+    The ground truth is hundreds of thousands of small dicts and lists, all alive until written, none in a cycle:
+    each collection the allocations trigger walks them all and frees nothing. Measured on 3,000 VisDrone-sized
+    images: about 0.3 s of the ~2 s of CPU time of ``prepare visdrone`` (scripts/bench_prepare.py).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def progress(iterable, total: int, desc: str, enabled: bool):

@@ -9,6 +9,9 @@ COCO ground truth (``ignore_regions``). See yolo_ema/data/visdrone_format.py for
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yolo_ema.data import archives, catalogue, fsio, layout
@@ -65,6 +68,74 @@ def _scan(folder: Path, exts) -> dict[str, os.DirEntry]:
         return {}
 
 
+class GroundTruth:
+    """The COCO ground truth of one split, built image by image as ``prepare visdrone`` writes it.
+
+    ``boxes`` and ``ignores`` are :class:`visdrone_format.Converted`'s: ``(category, [x, y, w, h], truncation,
+    occlusion)`` and ``([x, y, w, h], source, category)``; ids count from 1 in the order added.
+    """
+
+    def __init__(self) -> None:
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+        self.ignore_regions: list[dict] = []
+
+    def add_image(self, file_name: str, width: int, height: int, boxes, ignores) -> int:
+        """Add one image with its boxes and ignore regions; return its image id."""
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        anns, regions = self.annotations, self.ignore_regions
+        for cat, (x, y, bw, bh), trunc, occ in boxes:
+            anns.append(
+                {"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "bbox": [x, y, bw, bh],
+                 "area": bw * bh, "iscrowd": 0, "truncation": trunc, "occlusion": occ}
+            )  # fmt: skip
+        for (x, y, bw, bh), source, cat in ignores:
+            regions.append(
+                {"id": len(regions) + 1, "image_id": image_id, "category_id": cat, "bbox": [x, y, bw, bh],
+                 "source": source}
+            )  # fmt: skip
+        return image_id
+
+    def as_dict(self, description: str) -> dict:
+        """The COCO JSON object: info, images, the catalogue's categories, annotations, ignore_regions."""
+        return {
+            "info": {"description": description},
+            "images": self.images,
+            "categories": [
+                {"id": i + 1, "name": n, "supercategory": "visdrone"}
+                for i, n in enumerate(catalogue.class_names("visdrone"))
+            ],
+            "annotations": self.annotations,
+            "ignore_regions": self.ignore_regions,
+        }
+
+
+def _namer(folder: Path, root: Path):
+    """``name -> layout.rel(folder / name, root)``, the folder's part computed once (relpath per file is slow)."""
+    prefix = layout.rel(folder, root)
+    sep = os.sep if prefix == str(folder) else "/"  # rel falls back to the absolute path where none is relative
+    return lambda name: f"{prefix}{sep}{name}"
+
+
+@dataclass
+class _Split:
+    """One split's conversion in progress: where it reads and writes, and what it has gathered."""
+
+    split: str
+    img_out: Path
+    lbl_out: Path
+    image_name: Callable[[str], str]  # file name -> name in problem messages
+    ann_name: Callable[[str], str]
+    lists: dict = field(default_factory=lambda: {k: [] for k in LISTS})
+    counts: dict = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    gt: GroundTruth = field(default_factory=GroundTruth)
+    seen: set = field(default_factory=set)  # name stems converted
+    keep_img: set = field(default_factory=set)
+    keep_lbl: set = field(default_factory=set)
+    changed: bool = False  # a label or image link was (re)written
+
+
 def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress: bool = True) -> tuple[dict, dict]:
     """Convert one split, image by image; return (counts and problem lists, COCO ground truth).
 
@@ -73,74 +144,61 @@ def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress:
     img_out, lbl_out = layout.split_dirs(out, split)
     images = _scan(src / "images", IMG_EXT)
     anns = {os.path.splitext(n)[0]: e for n, e in _scan(src / "annotations", {".txt"}).items()}
-    c = dict.fromkeys(COUNTS, 0)
-    lists = {k: [] for k in LISTS}
-    seen, keep_img, keep_lbl, changed = set(), set(), set(), False
-    gt_images, gt_anns, gt_ignores = [], [], []
-    for fname in layout.progress(sorted(images), len(images), f"visdrone {split}", progress):
-        entry = images[fname]
-        stem = os.path.splitext(fname)[0]
-        if stem in seen:
-            lists["corrupt_images"].append(f"{layout.rel(Path(entry.path), source_root)}: another image has the same name stem {stem!r}")  # fmt: skip
-            continue
-        seen.add(stem)
-        try:
-            w, h = read_size(entry.path)
-        except (BadImage, OSError) as e:
-            why = e if isinstance(e, BadImage) else f"unreadable ({e.strerror or e})"
-            lists["corrupt_images"].append(f"{layout.rel(Path(entry.path), source_root)}: {why}")
-            continue
-        ann = anns.get(stem)
-        rows, errors, name = [], [], ""
-        if ann is None:
-            lists["images_without_annotations"].append(layout.rel(Path(entry.path), source_root))
-        else:
-            name = layout.rel(Path(ann.path), source_root)
-            with open(ann.path, "rb") as f:
-                rows, errors = parse(f.read(), name)
-        conv = convert(rows, w, h, name)
-        c["rows"] += len(rows) + len(errors)
-        lists["malformed_rows"] += sorted(errors + conv.errors, key=_line_key)
-        c["boxes_clipped"] += conv.clipped
-        c["boxes_outside_image"] += len(conv.errors)
-        image_id = len(gt_images) + 1
-        gt_images.append({"id": image_id, "file_name": f"images/{split}/{fname}", "width": w, "height": h})
-        for cat, (x, y, bw, bh), trunc, occ in conv.boxes:
-            gt_anns.append(
-                {"id": len(gt_anns) + 1, "image_id": image_id, "category_id": cat, "bbox": [x, y, bw, bh],
-                 "area": bw * bh, "iscrowd": 0, "truncation": trunc, "occlusion": occ}
-            )  # fmt: skip
-        for (x, y, bw, bh), source, cat in conv.ignores:
-            c[_IGNORE_COUNT[source]] += 1
-            gt_ignores.append(
-                {"id": len(gt_ignores) + 1, "image_id": image_id, "category_id": cat, "bbox": [x, y, bw, bh],
-                 "source": source}
-            )  # fmt: skip
-        changed |= fsio.write_text(os.path.join(lbl_out, stem + ".txt"), conv.labels, sync=False)
-        changed |= fsio.link_or_copy(entry.path, os.path.join(img_out, fname), entry.stat())
-        keep_img.add(fname)
-        keep_lbl.add(stem + ".txt")
-    lists["annotations_without_image"] = sorted(
-        layout.rel(Path(anns[s].path), source_root) for s in anns if s not in seen
-    )
-    changed |= bool(fsio.prune(img_out, keep_img)) | bool(fsio.prune(lbl_out, keep_lbl))
-    if changed:
+    s = _Split(split, img_out, lbl_out, _namer(src / "images", source_root), _namer(src / "annotations", source_root))
+    with layout.gc_paused():
+        for fname in layout.progress(sorted(images), len(images), f"visdrone {split}", progress):
+            _convert_image(s, images[fname], anns)
+    s.lists["annotations_without_image"] = sorted(s.ann_name(anns[k].name) for k in anns if k not in s.seen)
+    s.changed |= bool(fsio.prune(img_out, s.keep_img)) | bool(fsio.prune(lbl_out, s.keep_lbl))
+    if s.changed:
         layout.drop_cache(out, split)
-    c["boxes"] = len(gt_anns)
+    return _totals(s), s.gt.as_dict(f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)")
+
+
+def _convert_image(s: _Split, entry: os.DirEntry, anns: dict[str, os.DirEntry]) -> None:
+    """Convert one image: its label file, its link, its ground truth; or a problem naming it."""
+    fname = entry.name
+    stem = os.path.splitext(fname)[0]
+    if stem in s.seen:
+        s.lists["corrupt_images"].append(f"{s.image_name(fname)}: another image has the same name stem {stem!r}")
+        return
+    s.seen.add(stem)
+    try:
+        w, h = read_size(entry.path)
+    except (BadImage, OSError) as e:
+        why = e if isinstance(e, BadImage) else f"unreadable ({e.strerror or e})"
+        s.lists["corrupt_images"].append(f"{s.image_name(fname)}: {why}")
+        return
+    ann = anns.get(stem)
+    rows, errors, name = [], [], ""
+    if ann is None:
+        s.lists["images_without_annotations"].append(s.image_name(fname))
+    else:
+        name = s.ann_name(ann.name)
+        with open(ann.path, "rb") as f:
+            rows, errors = parse(f.read(), name)
+    conv = convert(rows, w, h, name)
+    s.counts["rows"] += len(rows) + len(errors)
+    s.lists["malformed_rows"] += sorted(errors + conv.errors, key=_line_key)
+    s.counts["boxes_clipped"] += conv.clipped
+    s.counts["boxes_outside_image"] += len(conv.errors)
+    s.gt.add_image(f"images/{s.split}/{fname}", w, h, conv.boxes, conv.ignores)
+    s.changed |= fsio.write_text(os.path.join(s.lbl_out, stem + ".txt"), conv.labels, sync=False)
+    s.changed |= fsio.link_or_copy(entry.path, os.path.join(s.img_out, fname), entry.stat())
+    s.keep_img.add(fname)
+    s.keep_lbl.add(stem + ".txt")
+
+
+def _totals(s: _Split) -> dict:
+    """``{"counts": {...}, <problem list>: [...]}`` of a converted split."""
+    c = s.counts
+    for source, n in Counter(r["source"] for r in s.gt.ignore_regions).items():
+        c[_IGNORE_COUNT[source]] += n
+    c["boxes"] = len(s.gt.annotations)
     for k in LISTS:
-        c[k] = len(lists[k])
-    c["images"] = len(gt_images)
-    gt = {
-        "info": {"description": f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)"},
-        "images": gt_images,
-        "categories": [
-            {"id": i + 1, "name": n, "supercategory": "visdrone"}
-            for i, n in enumerate(catalogue.class_names("visdrone"))
-        ],
-        "annotations": gt_anns,
-        "ignore_regions": gt_ignores,
-    }
-    return {"counts": c, **lists}, gt
+        c[k] = len(s.lists[k])
+    c["images"] = len(s.gt.images)
+    return {"counts": c, **s.lists}
 
 
 _IGNORE_COUNT = {"ignored_region": "ignored_regions", "others": "others", "score0": "score0"}
