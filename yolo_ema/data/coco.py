@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from math import isfinite
 from pathlib import Path
 
@@ -66,115 +67,151 @@ def _box(ann) -> list[float] | None:
     return b if all(map(isfinite, b)) else None
 
 
-def prepare_split(split: str, ann_path: Path, img_dir: Path, source: Path, out: Path, progress: bool = True):
-    """Convert one split; return (counts and lists, rewritten COCO ground truth)."""
-    name = layout.rel(ann_path, source)
-    data = _load(ann_path, name)
-    cats = sorted(
+def _categories(data: dict) -> list[dict]:
+    """The well-formed categories (dicts with an int id), sorted by id: YOLO class i is the i-th."""
+    return sorted(
         (c for c in data["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int)), key=lambda c: c["id"]
     )
-    cls = {c["id"]: i for i, c in enumerate(cats)}
-    c = dict.fromkeys(COUNTS, 0)
-    lists = {k: [] for k in LISTS}
+
+
+def _images(data: dict, name: str, problems: list[str]) -> dict[int, dict]:
+    """``{image id: image entry}`` of the well-formed, unique entries; the others reported in ``problems``."""
     images = {}
     for i, im in enumerate(data["images"]):
         ok = isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str)
         if not ok or os.sep in im["file_name"] or "/" in im["file_name"] or im["id"] in images:
-            lists["malformed_rows"].append(f"{name}:images[{i}]: bad or duplicate image entry")
+            problems.append(f"{name}:images[{i}]: bad or duplicate image entry")
             continue
         images[im["id"]] = im
+    return images
+
+
+def _boxes_by_image(data: dict, name: str, cls: dict, images: dict, problems: list[str]) -> dict[int, list]:
+    """``{image id: [(annotation, [x, y, w, h])]}`` of the valid annotations; the others reported in ``problems``."""
     per_image: dict[int, list] = {}
     for i, a in enumerate(data["annotations"]):
         box = _box(a)
         where = f"{name}:annotations[{i}]" + (f" (id {a.get('id')})" if isinstance(a, dict) else "")
         if box is None:
-            lists["malformed_rows"].append(f"{where}: bbox is not 4 finite numbers")
+            problems.append(f"{where}: bbox is not 4 finite numbers")
         elif box[2] <= 0 or box[3] <= 0:
-            lists["malformed_rows"].append(f"{where}: bbox width and height must be > 0, got {box[2]}x{box[3]}")
+            problems.append(f"{where}: bbox width and height must be > 0, got {box[2]}x{box[3]}")
         elif a.get("category_id") not in cls:
-            lists["malformed_rows"].append(f"{where}: unknown category_id {a.get('category_id')!r}")
+            problems.append(f"{where}: unknown category_id {a.get('category_id')!r}")
         elif a.get("image_id") not in images:
-            lists["malformed_rows"].append(f"{where}: unknown image_id {a.get('image_id')!r}")
+            problems.append(f"{where}: unknown image_id {a.get('image_id')!r}")
         else:
             per_image.setdefault(a["image_id"], []).append((a, box))
+    return per_image
+
+
+def _image_size(path: Path, im: dict, rel_img: str, name: str, lists: dict) -> tuple[int, int] | None:
+    """The image's size if it is readable and matches its entry; else None, the problem added to ``lists``."""
+    try:
+        w, h = read_size(path)
+    except FileNotFoundError:
+        lists["annotations_without_image"].append(rel_img)
+        return None
+    except BadImage as e:
+        lists["corrupt_images"].append(f"{rel_img}: {e}")
+        return None
+    except OSError as e:
+        lists["corrupt_images"].append(f"{rel_img}: unreadable ({e.strerror or e})")
+        return None
+    if (w, h) != (im.get("width"), im.get("height")):
+        lists["corrupt_images"].append(
+            f"{rel_img}: size {w}x{h} on disk, {im.get('width')}x{im.get('height')} in {name}"
+        )
+        return None
+    return w, h
+
+
+def _convert_boxes(image_id: int, boxes: list, size: tuple[int, int], cls: dict, name: str, s: _Split) -> str:
+    """Clip one image's boxes; add them to the ground truth (crowd included) and return the YOLO label text."""
+    w, h = size
+    lines = []
+    for a, (x, y, bw, bh) in boxes:
+        x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + bw, w), min(y + bh, h)
+        if x2 <= x1 or y2 <= y1:
+            s.lists["malformed_rows"].append(f"{name}: annotation id {a.get('id')}: box lies outside the {w}x{h} image")
+            continue
+        clipped = (x1, y1, x2, y2) != (x, y, x + bw, y + bh)
+        crowd = 1 if a.get("iscrowd") else 0
+        area = a.get("area")
+        if not isinstance(area, (int, float)) or not isfinite(area) or area < 0:
+            area = (x2 - x1) * (y2 - y1)
+        s.annotations.append(
+            {"id": a.get("id", len(s.annotations) + 1), "image_id": image_id, "category_id": a["category_id"],
+             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": crowd}
+        )  # fmt: skip
+        if crowd:
+            s.counts["crowd"] += 1
+            continue
+        s.counts["boxes"] += 1
+        s.counts["boxes_clipped"] += clipped
+        cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h
+        lines.append(f"{cls[a['category_id']]} {cx:.6f} {cy:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+    return "".join(lines)
+
+
+@dataclass
+class _Split:
+    """One split's conversion in progress: what it has gathered and the files it keeps."""
+
+    lists: dict = field(default_factory=lambda: {k: [] for k in LISTS})
+    counts: dict = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    images: list = field(default_factory=list)  # COCO image entries written
+    annotations: list = field(default_factory=list)
+    keep_img: set = field(default_factory=set)
+    keep_lbl: set = field(default_factory=set)
+    changed: bool = False  # a label or image link was (re)written
+
+
+def prepare_split(split: str, ann_path: Path, img_dir: Path, source: Path, out: Path, progress: bool = True):
+    """Convert one split; return (counts and lists, rewritten COCO ground truth, class names)."""
+    name = layout.rel(ann_path, source)
+    data = _load(ann_path, name)
+    cats = _categories(data)
+    cls = {c["id"]: i for i, c in enumerate(cats)}
+    s = _Split()
+    images = _images(data, name, s.lists["malformed_rows"])
+    per_image = _boxes_by_image(data, name, cls, images, s.lists["malformed_rows"])
     img_out, lbl_out = layout.split_dirs(out, split)
-    keep_img, keep_lbl, changed = set(), set(), False
-    out_images, out_anns = [], []
     order = sorted(images)
-    for image_id in layout.progress(order, len(order), f"coco {split}", progress):
-        im = images[image_id]
-        fname = im["file_name"]
-        path = img_dir / fname
-        rel_img = layout.rel(path, source)
-        try:
-            w, h = read_size(path)
-        except FileNotFoundError:
-            lists["annotations_without_image"].append(rel_img)
-            continue
-        except BadImage as e:
-            lists["corrupt_images"].append(f"{rel_img}: {e}")
-            continue
-        except OSError as e:
-            lists["corrupt_images"].append(f"{rel_img}: unreadable ({e.strerror or e})")
-            continue
-        if (w, h) != (im.get("width"), im.get("height")):
-            lists["corrupt_images"].append(
-                f"{rel_img}: size {w}x{h} on disk, {im.get('width')}x{im.get('height')} in {name}"
-            )
-            continue
-        lines = []
-        for a, (x, y, bw, bh) in per_image.get(image_id, ()):
-            x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + bw, w), min(y + bh, h)
-            if x2 <= x1 or y2 <= y1:
-                lists["malformed_rows"].append(
-                    f"{name}: annotation id {a.get('id')}: box lies outside the {w}x{h} image"
-                )
+    with layout.gc_paused():
+        for image_id in layout.progress(order, len(order), f"coco {split}", progress):
+            im = images[image_id]
+            fname = im["file_name"]
+            rel_img = layout.rel(img_dir / fname, source)
+            size = _image_size(img_dir / fname, im, rel_img, name, s.lists)
+            if size is None:
                 continue
-            clipped = (x1, y1, x2, y2) != (x, y, x + bw, y + bh)
-            crowd = 1 if a.get("iscrowd") else 0
-            area = a.get("area")
-            if not isinstance(area, (int, float)) or not isfinite(area) or area < 0:
-                area = (x2 - x1) * (y2 - y1)
-            out_anns.append(
-                {
-                    "id": a.get("id", len(out_anns) + 1),
-                    "image_id": image_id,
-                    "category_id": a["category_id"],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": area,
-                    "iscrowd": crowd,
-                }
+            labels = _convert_boxes(image_id, per_image.get(image_id, ()), size, cls, name, s)
+            if not labels:
+                s.lists["images_without_annotations"].append(rel_img)
+            s.images.append(
+                {"id": image_id, "file_name": f"images/{split}/{fname}", "width": size[0], "height": size[1]}
             )
-            if crowd:
-                c["crowd"] += 1
-                continue
-            c["boxes"] += 1
-            c["boxes_clipped"] += clipped
-            cx, cy = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h
-            lines.append(f"{cls[a['category_id']]} {cx:.6f} {cy:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
-        if not lines:
-            lists["images_without_annotations"].append(rel_img)
-        out_images.append({"id": image_id, "file_name": f"images/{split}/{fname}", "width": w, "height": h})
-        stem = os.path.splitext(fname)[0]
-        changed |= fsio.write_text(lbl_out / f"{stem}.txt", "".join(lines), sync=False)
-        changed |= fsio.link_or_copy(str(path), str(img_out / fname))
-        keep_img.add(fname)
-        keep_lbl.add(f"{stem}.txt")
-    c["boxes_outside_image"] = sum("lies outside" in m for m in lists["malformed_rows"])
-    changed |= bool(fsio.prune(img_out, keep_img)) | bool(fsio.prune(lbl_out, keep_lbl))
-    if changed:
+            stem = os.path.splitext(fname)[0]
+            s.changed |= fsio.write_text(lbl_out / f"{stem}.txt", labels, sync=False)
+            s.changed |= fsio.link_or_copy(str(img_dir / fname), str(img_out / fname))
+            s.keep_img.add(fname)
+            s.keep_lbl.add(f"{stem}.txt")
+    s.changed |= bool(fsio.prune(img_out, s.keep_img)) | bool(fsio.prune(lbl_out, s.keep_lbl))
+    if s.changed:
         layout.drop_cache(out, split)
+    s.counts["boxes_outside_image"] = sum("lies outside" in m for m in s.lists["malformed_rows"])
     for k in LISTS:
-        c[k] = len(lists[k])
-    c["images"] = len(out_images)
+        s.counts[k] = len(s.lists[k])
+    s.counts["images"] = len(s.images)
     gt = {
         "info": data.get("info", {}),
         "licenses": data.get("licenses", []),
-        "images": out_images,
+        "images": s.images,
         "categories": [{k: v for k, v in cat.items() if k != "keypoints"} for cat in cats],
-        "annotations": out_anns,
+        "annotations": s.annotations,
     }
-    return {"counts": c, **lists}, gt, [cat.get("name", str(cat["id"])) for cat in cats]
+    return {"counts": s.counts, **s.lists}, gt, [cat.get("name", str(cat["id"])) for cat in cats]
 
 
 def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, progress: bool = True) -> dict:
