@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from yolo_ema.eval.metrics import MAX_DETS_PER_IMAGE, evaluate_detections, resolve_protocol
-from yolo_ema.eval.predict import PREDICT_DEFAULTS
+from yolo_ema.eval.predict import PredictSettings
+
+_DEFAULT = PredictSettings()
 
 
 def gt_path(data_dir: str | os.PathLike, split: str) -> Path:
@@ -44,8 +46,8 @@ def evaluate(
     overlap: float = 0.2,
     *,
     batch: int = 8,
-    conf: float = PREDICT_DEFAULTS["conf"],
-    iou: float = PREDICT_DEFAULTS["iou"],
+    conf: float = _DEFAULT.conf,
+    iou: float = _DEFAULT.iou,
     max_det: int = MAX_DETS_PER_IMAGE,
     backend: str = "faster-coco-eval",
     return_detections: bool = False,
@@ -69,38 +71,42 @@ def evaluate(
         The dict of :func:`yolo_ema.eval.metrics.evaluate_detections` plus ``"run"``: ``{model, data, split,
         imgsz, slice, overlap, conf, iou, max_det, device, predict_seconds, images_per_second}``.
     """
-    gt_file = gt_path(data_dir, split)
     from yolo_ema.eval.gt import load_gt
 
-    gt = load_gt(gt_file)
+    gt = load_gt(gt_path(data_dir, split))
     resolve_protocol(gt, protocol)  # fail on a bad protocol before the slow part
-    kwargs = {"device": device, "batch": batch, "conf": conf, "iou": iou, "max_det": max_det}
+    settings = PredictSettings(imgsz=imgsz, device=device, batch=batch, conf=conf, iou=iou, max_det=max_det)
     t0 = time.perf_counter()
-    if slice:
-        from yolo_ema.eval.slicing import sliced_predict
-
-        dets = sliced_predict(model, gt, data_dir, slice_size=int(slice), overlap=overlap, imgsz=imgsz, **kwargs)
-    else:
-        from yolo_ema.eval.predict import predict
-
-        dets = predict(model, gt, data_dir, imgsz=imgsz, **kwargs)
+    dets = _detections(model, gt, data_dir, settings, int(slice) if slice else None, overlap)
     seconds = time.perf_counter() - t0
     result = evaluate_detections(gt, dets, protocol, max_dets_per_image=max_det, backend=backend)
-    n = len(gt["images"])
     result["run"] = {
         "model": model_label(model),
         "data": str(data_dir),
         "split": split,
-        "imgsz": imgsz,
-        "slice": int(slice) if slice else None,
-        "overlap": overlap if slice else None,
-        "conf": conf,
-        "iou": iou,
-        "max_det": max_det,
-        "device": device,
+        **_run_settings(settings, int(slice) if slice else None, overlap),
         "predict_seconds": round(seconds, 3),
-        "images_per_second": round(n / seconds, 3) if seconds > 0 else None,
+        "images_per_second": round(len(gt["images"]) / seconds, 3) if seconds > 0 else None,
     }
     if return_detections:
         result["detections"] = dets
     return result
+
+
+def _detections(model, gt: dict, data_dir, settings: PredictSettings, slice_size: int | None, overlap: float):
+    """COCO-format detections over whole images, or over ``slice_size`` windows overlapping by ``overlap``."""
+    if slice_size:
+        from yolo_ema.eval.predict import flatten
+        from yolo_ema.eval.slicing import SliceSettings, iter_sliced_predictions
+
+        windows = SliceSettings(slice_size=slice_size, overlap=overlap)
+        return flatten(iter_sliced_predictions(model, gt, data_dir, settings, windows))
+    from yolo_ema.eval.predict import flatten, iter_predictions
+
+    return flatten(iter_predictions(model, gt, data_dir, settings))
+
+
+def _run_settings(s: PredictSettings, slice_size: int | None, overlap: float) -> dict:
+    """The prediction settings of a run record, in its key order."""
+    return {"imgsz": s.imgsz, "slice": slice_size, "overlap": overlap if slice_size else None, "conf": s.conf,
+            "iou": s.iou, "max_det": s.max_det, "device": s.device}  # fmt: skip

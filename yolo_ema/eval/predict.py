@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-PREDICT_DEFAULTS = {"conf": 0.001, "iou": 0.7, "max_det": 500}
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How detections are made, over whole images and over sliced windows alike (the evaluation's defaults)."""
+
+    imgsz: int | None = 640  # inference size; of each window when slicing (None there: the window size)
+    device: str | None = "cpu"
+    batch: int = 8
+    conf: float = 0.001
+    iou: float = 0.7  # NMS IoU
+    max_det: int = 500  # detections per image (per window when slicing)
 
 
 def _register_ema() -> None:
@@ -105,33 +116,29 @@ def results_to_coco(boxes_xyxy, scores, classes, image_id: int, cat_ids: list[in
     return out
 
 
+def model_and_images(model, gt: dict, data_dir: str | os.PathLike):
+    """(``YOLO`` to predict with, ``{absolute image path: image_id}`` of the ground truth's images)."""
+    return load_model(model, gt), image_paths(gt, data_dir)
+
+
 def iter_predictions(
-    model,
-    gt: dict,
-    data_dir: str | os.PathLike,
-    *,
-    imgsz: int = 640,
-    device: str | None = "cpu",
-    batch: int = 8,
-    conf: float = PREDICT_DEFAULTS["conf"],
-    iou: float = PREDICT_DEFAULTS["iou"],
-    max_det: int = PREDICT_DEFAULTS["max_det"],
+    model, gt: dict, data_dir: str | os.PathLike, settings: PredictSettings | None = None
 ) -> Iterator[list[dict]]:
     """Yield, image by image, the COCO-format detections of ``model`` on the images listed in ``gt``."""
-    yolo = load_model(model, gt)
-    paths = image_paths(gt, data_dir)
+    s = settings or PredictSettings()
+    yolo, paths = model_and_images(model, gt, data_dir)
     if not paths:
         return
     cat_ids = None
     stream = yolo.predict(
         source=list(paths),
         stream=True,
-        imgsz=imgsz,
-        device=device,
-        batch=batch,
-        conf=conf,
-        iou=iou,
-        max_det=max_det,
+        imgsz=s.imgsz,
+        device=s.device,
+        batch=s.batch,
+        conf=s.conf,
+        iou=s.iou,
+        max_det=s.max_det,
         verbose=False,
         save=False,
     )
@@ -145,6 +152,11 @@ def iter_predictions(
         yield results_to_coco(b.xyxy.tolist(), b.conf.tolist(), b.cls.tolist(), paths[key], cat_ids)
 
 
-def predict(model, gt: dict, data_dir: str | os.PathLike, **kwargs) -> list[dict]:
-    """All detections of :func:`iter_predictions` in one list."""
-    return [d for dets in iter_predictions(model, gt, data_dir, **kwargs) for d in dets]
+def flatten(per_image: Iterable[list[dict]]) -> list[dict]:
+    """The detections of every image in one list, in image order."""
+    return [d for dets in per_image for d in dets]
+
+
+def predict(model, gt: dict, data_dir: str | os.PathLike, **settings) -> list[dict]:
+    """All detections of :func:`iter_predictions`; ``settings``: fields of :class:`PredictSettings`."""
+    return flatten(iter_predictions(model, gt, data_dir, PredictSettings(**settings)))
