@@ -30,6 +30,7 @@ ties of equal scores in different images. Pure numpy; no torch or Ultralytics.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -140,117 +141,154 @@ def _vocap(rec: np.ndarray, prec: np.ndarray) -> np.ndarray:
     return ((mrec[..., 1:] - mrec[..., :-1]) * mpre[..., 1:]).sum(-1)  # zero steps add nothing, as find(~=) skips
 
 
-def score_arrays(
-    sizes: np.ndarray,
-    gt_img: np.ndarray,
-    gt_box: np.ndarray,
-    gt_cls: np.ndarray,
-    gt_ign: np.ndarray,
-    reg_img: np.ndarray,
-    reg_box: np.ndarray,
-    det_img: np.ndarray,
-    det_box: np.ndarray,
-    det_cls: np.ndarray,
-    det_score: np.ndarray,
-    n_classes: int,
-) -> dict:
+@dataclass(frozen=True)
+class Rows:
+    """Objects, detections or ignored regions flat over images; rows of an image in file order.
+
+    img: (N,) image index (images in the toolkit's order). box: (N, 4) [x y w h]. cls: (N,) class index in
+    ``range(n_classes)`` (-1: not evaluated, like 'others'). flag: (N,) True for ignore objects (score 0).
+    score: (N,) detection scores. Regions use img and box only.
+    """
+
+    img: np.ndarray
+    box: np.ndarray
+    cls: np.ndarray | None = None
+    flag: np.ndarray | None = None
+    score: np.ndarray | None = None
+
+    def take(self, idx: np.ndarray) -> Rows:
+        return Rows(*(None if v is None else v[idx] for v in (self.img, self.box, self.cls, self.flag, self.score)))
+
+
+def _drop_in_regions(sizes: np.ndarray, gt: Rows, regions: Rows, det: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """``dropObjectsInIgr.m`` per image with regions: (G,) and (D,) masks of the objects and detections kept."""
+    n_img = len(sizes)
+    gt_kept = np.ones(len(gt.img), dtype=bool)
+    det_kept = np.ones(len(det.img), dtype=bool)
+    r_order, r_b = _groups(regions.img, n_img)
+    g_order, g_b = _groups(gt.img, n_img)
+    d_order, d_b = _groups(det.img, n_img)
+    for i in np.flatnonzero(np.diff(r_b)):
+        boxes = regions.box[r_order[r_b[i] : r_b[i + 1]]]
+        gi, di = g_order[g_b[i] : g_b[i + 1]], d_order[d_b[i] : d_b[i + 1]]
+        keep = kept_by_regions(np.concatenate([gt.box[gi], det.box[di]]), boxes, *sizes[i])
+        gt_kept[gi], det_kept[di] = keep[: len(gi)], keep[len(gi) :]
+    return gt_kept, det_kept
+
+
+def _first_rows(det: Rows, n_img: int) -> tuple[Rows, np.ndarray]:
+    """``calcAccuracy.m``: ``det(1:min(size(det,1), maxDets), :)``, the image's first rows after the drop.
+
+    Returns the detections within the largest cap and (D,) each one's position among its image's rows.
+    """
+    d_order, d_b = _groups(det.img, n_img)
+    pos = np.empty(len(det.img), dtype=np.int64)
+    pos[d_order] = np.arange(len(det.img)) - np.repeat(d_b[:-1], np.diff(d_b))
+    cap = pos < MAX_DETS[-1]
+    return det.take(cap), pos[cap]
+
+
+def _candidates(det: Rows, gt: Rows, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs (detection, object, oa) of the same image and class (``evalRes.m`` runs per image and class)
+    with a regular object at oa >= the lowest threshold, and (D,) each detection's best intersection-over-detection
+    with an ignore object."""
+    ign_best = np.zeros(len(det.img))
+    dkey, gkey = det.img * n_classes + det.cls, gt.img * n_classes + gt.cls
+    reg, ign = np.flatnonzero(~gt.flag), np.flatnonzero(gt.flag)
+    for a, b in _same_key_pairs(dkey, gkey[ign]):
+        np.maximum.at(ign_best, a, overlaps(det.box[a], gt.box[ign[b]], np.ones(len(a), dtype=bool)))
+    pd, pg, poa = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    for a, b in _near_pairs(dkey, det.box, gkey[reg], gt.box[reg]):
+        b = reg[b]
+        oa = overlaps(det.box[a], gt.box[b], np.zeros(len(a), dtype=bool))
+        keep = oa >= IOU_THRS[0]
+        pd.append(a[keep])
+        pg.append(b[keep])
+        poa.append(oa[keep])
+    return np.concatenate(pd), np.concatenate(pg), np.concatenate(poa), ign_best
+
+
+def _matches(pairs: tuple[np.ndarray, ...], pos: np.ndarray, drank: np.ndarray, n_gt_rows: int) -> np.ndarray:
+    """(K, T, D) TP flags: one greedy matching per (maxDets, threshold), nodes (k, t, detection) and (k, t, object)."""
+    pd, pg, poa = pairs
+    D = len(pos)
+    e_d, e_g, e_r, e_oa, e_gi = [], [], [], [], []
+    for kt, (k, thr) in enumerate((k, thr) for k in MAX_DETS for thr in IOU_THRS):
+        s = np.flatnonzero((pos[pd] < k) & (poa >= thr))
+        e_d.append(kt * D + pd[s])
+        e_g.append(kt * n_gt_rows + pg[s])
+        e_r.append(drank[pd[s]])
+        e_oa.append(poa[s])
+        e_gi.append(pg[s])
+    e_d, e_g, e_r, e_oa, e_gi = (np.concatenate(v) for v in (e_d, e_g, e_r, e_oa, e_gi))
+    K, T = len(MAX_DETS), len(IOU_THRS)
+    return _greedy_tp(e_d, e_g, e_r, e_oa, e_gi, K * T * D).reshape(K, T, D)
+
+
+def _class_counts(gt: Rows, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) objects per class (``numel(gtMatch)``: ignore objects included) and (C,) images containing the class
+    (``evalClass``: one entry per (image, class present))."""
+    C = n_classes
+    n_gt = np.bincount(gt.cls, minlength=C)[:C]
+    n_images = np.zeros(C, dtype=np.int64)
+    if len(gt.cls):
+        n_images = np.bincount(np.unique(gt.img * C + gt.cls) % C, minlength=C)[:C]
+    return n_gt, n_images
+
+
+def _recall(tp: np.ndarray, dcls: np.ndarray, n_gt: np.ndarray) -> np.ndarray:
+    """(C, T, K) recall per class, threshold and maxDets: max(rec) is the final recall."""
+    K, T, _ = tp.shape
+    C = len(n_gt)
+    denom = np.maximum(1, n_gt).astype(np.float64)
+    tp_count = np.zeros((K, T, C))
+    for ki in range(K):
+        tp_count[ki] = np.stack([np.bincount(dcls, weights=tp[ki, t], minlength=C)[:C] for t in range(T)])
+    return (tp_count / denom[None, None, :]).transpose(2, 1, 0)
+
+
+def _average_precision(hit: np.ndarray, det: Rows, pos: np.ndarray, ign_best, n_gt, n_images) -> np.ndarray:
+    """(C, T) ``VOCap.m`` AP from the (T, D) TP flags at 500 detections: a class's detections from all images ranked
+    by score (``sort(-detMatch(:,1))``, stable on image order then per-image rank); a detection on an ignore object
+    is neither TP nor FP."""
+    ap = np.zeros((len(n_gt), len(IOU_THRS)))
+    denom = np.maximum(1, n_gt).astype(np.float64)
+    rank_all = np.lexsort((pos, det.img, -det.score))
+    for c in np.flatnonzero(n_images):
+        o = rank_all[det.cls[rank_all] == c]
+        if not len(o):
+            continue
+        h = hit[:, o]  # (T, n)
+        ignored = ~h & (ign_best[o][None, :] >= IOU_THRS[:, None])
+        tps = np.cumsum(h, axis=1)
+        fps = np.cumsum(~h & ~ignored, axis=1)
+        ap[c] = _vocap(tps / denom[c], tps / np.maximum(1, tps + fps))
+    return ap
+
+
+def score_arrays(sizes: np.ndarray, gt: Rows, regions: Rows, det: Rows, n_classes: int) -> dict:
     """The toolkit's numbers from flat arrays; see the module docstring for the rules.
 
     Args:
         sizes: (I, 2) image width, height; images in the toolkit's order (ties between images follow it).
-        gt_img, gt_box, gt_cls, gt_ign: (G,) image index, (G, 4) [x y w h], class index in ``range(n_classes)`` (-1:
-            not evaluated, like 'others'), True for ignore objects (score 0); rows of an image in file order.
-        reg_img, reg_box: (R,) image index and (R, 4) [x y w h] of the ignored regions (category 0).
-        det_img, det_box, det_cls, det_score: (D,) detections, class index in ``range(n_classes)``; rows of an image
-            in file order (the cap keeps the first ones).
+        gt: objects with ``cls`` and ``flag`` (ignore objects). regions: the ignored regions (category 0).
+        det: detections with ``cls`` and ``score``; the per-image caps keep an image's first rows.
 
     Returns:
         ``{"ap": (C, T), "ar": (C, T, 4), "n_images": (C,), "n_gt": (C,), "gt_kept": (G,) bool, "det_kept": (D,)
         bool}``: AP/AR in [0, 1] per class and IoU threshold (AR per maxDets 1/10/100/500), the images containing each
         class after the drop, the objects of each class (ignore ones included) and the drop masks.
     """
-    n_img, T, K = len(sizes), len(IOU_THRS), len(MAX_DETS)
-    gt_kept = np.ones(len(gt_img), dtype=bool)
-    det_kept = np.ones(len(det_img), dtype=bool)
-    # dropObjectsInIgr.m, per image with regions.
-    r_order, r_b = _groups(reg_img, n_img)
-    g_order, g_b = _groups(gt_img, n_img)
-    d_order, d_b = _groups(det_img, n_img)
-    for i in np.flatnonzero(np.diff(r_b)):
-        regions = reg_box[r_order[r_b[i] : r_b[i + 1]]]
-        gi, di = g_order[g_b[i] : g_b[i + 1]], d_order[d_b[i] : d_b[i + 1]]
-        keep = kept_by_regions(np.concatenate([gt_box[gi], det_box[di]]), regions, *sizes[i])
-        gt_kept[gi], det_kept[di] = keep[: len(gi)], keep[len(gi) :]
-
-    g_idx = np.flatnonzero(gt_kept & (gt_cls >= 0))
-    gimg, gbox, gcls, gign = gt_img[g_idx], gt_box[g_idx], gt_cls[g_idx], gt_ign[g_idx]
-    d_idx = np.flatnonzero(det_kept)
-    dimg, dbox, dcls, dscore = det_img[d_idx], det_box[d_idx], det_cls[d_idx], det_score[d_idx]
-    # calcAccuracy.m: det(1:min(size(det,1), maxDets), :) -- the image's first rows after the drop.
-    d_order, d_b = _groups(dimg, n_img)
-    pos = np.empty(len(dimg), dtype=np.int64)
-    pos[d_order] = np.arange(len(dimg)) - np.repeat(d_b[:-1], np.diff(d_b))
-    cap = pos < MAX_DETS[-1]
-    d_idx, dimg, dbox, dcls, dscore, pos = d_idx[cap], dimg[cap], dbox[cap], dcls[cap], dscore[cap], pos[cap]
-    D = len(dimg)
-    # evalRes.m order: per (image, class) by score descending, stable on file order.
-    drank = np.empty(D, dtype=np.int64)
-    drank[np.lexsort((pos, -dscore, dcls, dimg))] = np.arange(D)
-
-    # Candidate pairs: same image and class (evalRes.m is called per image and class), regular objects with
-    # oa >= the lowest threshold; ignore objects only give each detection's best intersection-over-detection.
-    pd, pg, poa = [], [], []
-    ign_best = np.zeros(D)
-    dkey, gkey = dimg * n_classes + dcls, gimg * n_classes + gcls
-    reg, ign = np.flatnonzero(~gign), np.flatnonzero(gign)
-    for a, b in _same_key_pairs(dkey, gkey[ign]):
-        np.maximum.at(ign_best, a, overlaps(dbox[a], gbox[ign[b]], np.ones(len(a), dtype=bool)))
-    for a, b in _near_pairs(dkey, dbox, gkey[reg], gbox[reg]):
-        b = reg[b]
-        oa = overlaps(dbox[a], gbox[b], np.zeros(len(a), dtype=bool))
-        keep = oa >= IOU_THRS[0]
-        pd.append(a[keep])
-        pg.append(b[keep])
-        poa.append(oa[keep])
-    pd = np.concatenate(pd) if pd else np.zeros(0, np.int64)
-    pg = np.concatenate(pg) if pg else np.zeros(0, np.int64)
-    poa = np.concatenate(poa) if poa else np.zeros(0)
-
-    # One matching problem per (maxDets, threshold): nodes are (k, t, detection) and (k, t, object).
-    e_d, e_g, e_r, e_oa, e_gi = [], [], [], [], []
-    for kt, (k, thr) in enumerate((k, thr) for k in MAX_DETS for thr in IOU_THRS):
-        s = np.flatnonzero((pos[pd] < k) & (poa >= thr))
-        e_d.append(kt * D + pd[s])
-        e_g.append(kt * len(g_idx) + pg[s])
-        e_r.append(drank[pd[s]])
-        e_oa.append(poa[s])
-        e_gi.append(pg[s])
-    e_d, e_g, e_r, e_oa, e_gi = (np.concatenate(v) for v in (e_d, e_g, e_r, e_oa, e_gi))
-    tp = _greedy_tp(e_d, e_g, e_r, e_oa, e_gi, K * T * D).reshape(K, T, D)
-
-    C = n_classes
-    n_gt = np.bincount(gcls, minlength=C)[:C]  # numel(gtMatch): ignore objects included
-    n_images = np.zeros(C, dtype=np.int64)  # evalClass: one entry per (image, class present)
-    if len(gcls):
-        pairs = np.unique(gimg * C + gcls)
-        n_images = np.bincount(pairs % C, minlength=C)[:C]
-    denom = np.maximum(1, n_gt).astype(np.float64)
-    tp_count = np.zeros((K, T, C))
-    for ki in range(K):
-        tp_count[ki] = np.stack([np.bincount(dcls, weights=tp[ki, t], minlength=C)[:C] for t in range(T)])
-    ar = (tp_count / denom[None, None, :]).transpose(2, 1, 0)  # (C, T, K): max(rec) = final recall
-
-    ap = np.zeros((C, T))
-    rank_all = np.lexsort((pos, dimg, -dscore))  # sort(-detMatch(:,1)) over images concatenated in order
-    for c in np.flatnonzero(n_images):
-        o = rank_all[dcls[rank_all] == c]
-        if not len(o):
-            continue
-        hit = tp[-1][:, o]  # (T, n)
-        ignored = ~hit & (ign_best[o][None, :] >= IOU_THRS[:, None])  # matched an ignore object: neither TP nor FP
-        tps = np.cumsum(hit, axis=1)
-        fps = np.cumsum(~hit & ~ignored, axis=1)
-        ap[c] = _vocap(tps / denom[c], tps / np.maximum(1, tps + fps))
+    gt_kept, det_kept = _drop_in_regions(sizes, gt, regions, det)
+    g = gt.take(np.flatnonzero(gt_kept & (gt.cls >= 0)))
+    d, pos = _first_rows(det.take(np.flatnonzero(det_kept)), len(sizes))
+    drank = np.empty(len(pos), dtype=np.int64)  # evalRes.m order: per (image, class) by score, stable on file order
+    drank[np.lexsort((pos, -d.score, d.cls, d.img))] = np.arange(len(pos))
+    *pairs, ign_best = _candidates(d, g, n_classes)
+    tp = _matches(pairs, pos, drank, len(g.img))
+    n_gt, n_images = _class_counts(g, n_classes)
+    ap = _average_precision(tp[-1], d, pos, ign_best, n_gt, n_images)
+    ar = _recall(tp, d.cls, n_gt)
     return {"ap": ap, "ar": ar, "n_images": n_images, "n_gt": n_gt, "gt_kept": gt_kept, "det_kept": det_kept}
 
 
@@ -294,62 +332,62 @@ def evaluate(gt: dict, detections: list[dict]) -> dict:
         ``n_gt`` (objects left after the drop, ignore objects excluded), ``n_gt_ignore``, ``n_gt_dropped``,
         ``n_dets_dropped`` (in ignored regions) and ``per_class`` [{id, name, n_images, n_gt, AP, AP50, AP75, AR500}].
     """
+    sizes, objects, regions, dets = _rows(gt, detections)
+    res = score_arrays(sizes, objects, regions, dets, len(gt["categories"]))
+    kept, n_anns, counted = res["gt_kept"], len(gt["annotations"]), objects.cls >= 0
+    out = summarize(res["ap"], res["ar"], res["n_images"])
+    out["n_gt"] = int((kept & ~objects.flag & counted).sum())
+    out["n_gt_ignore"] = int((kept & objects.flag & counted).sum())
+    out["n_gt_dropped"] = int((~kept[:n_anns]).sum())
+    out["n_dets_dropped"] = int((~res["det_kept"]).sum())
+    out["per_class"] = _per_class(gt["categories"], res)
+    return out
+
+
+def _rows(gt: dict, detections: list[dict]) -> tuple[np.ndarray, Rows, Rows, Rows]:
+    """(image sizes, objects, ignored regions, detections) of :func:`score_arrays` from COCO-format data; objects
+    are the annotations followed by the score-0 ignore regions."""
     images = gt["images"]
     order = _image_order(images)
     pos_of = {images[p]["id"]: i for i, p in enumerate(order)}
     sizes = np.array([[images[p]["width"], images[p]["height"]] for p in order], dtype=np.float64).reshape(-1, 2)
-    cats = gt["categories"]
-    cls_of = {c["id"]: j for j, c in enumerate(cats)}
+    cls_of = {c["id"]: j for j, c in enumerate(gt["categories"])}
     anns = gt["annotations"]
     scored0 = [r for r in gt.get("ignore_regions") or [] if r.get("source") == "score0"]
     regions = [r for r in gt.get("ignore_regions") or [] if r.get("source", "ignored_region") in DROP_SOURCES]
     objs = anns + scored0
-    gt_img = np.array([pos_of[a["image_id"]] for a in objs], dtype=np.int64)
-    gt_box = np.array([a["bbox"] for a in objs], dtype=np.float64).reshape(-1, 4)
-    gt_cls = np.array([cls_of.get(a.get("category_id"), -1) for a in objs], dtype=np.int64)
-    gt_ign = np.array([bool(a.get("iscrowd", 0)) for a in anns] + [True] * len(scored0), dtype=bool)
-    det_img = np.array([pos_of[d["image_id"]] for d in detections], dtype=np.int64)
-    det_box = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
-    det_cls = np.array([cls_of[d["category_id"]] for d in detections], dtype=np.int64)
-    det_score = np.array([d["score"] for d in detections], dtype=np.float64)
-    res = score_arrays(
-        sizes,
-        gt_img,
-        gt_box,
-        gt_cls,
-        gt_ign,
+    objects = Rows(
+        np.array([pos_of[a["image_id"]] for a in objs], dtype=np.int64),
+        np.array([a["bbox"] for a in objs], dtype=np.float64).reshape(-1, 4),
+        cls=np.array([cls_of.get(a.get("category_id"), -1) for a in objs], dtype=np.int64),
+        flag=np.array([bool(a.get("iscrowd", 0)) for a in anns] + [True] * len(scored0), dtype=bool),
+    )
+    region_rows = Rows(
         np.array([pos_of[r["image_id"]] for r in regions], dtype=np.int64),
         np.array([r["bbox"] for r in regions], dtype=np.float64).reshape(-1, 4),
-        det_img,
-        det_box,
-        det_cls,
-        det_score,
-        len(cats),
     )
-    kept = res["gt_kept"]
-    out = summarize(res["ap"], res["ar"], res["n_images"])
-    out["n_gt"] = int((kept & ~gt_ign & (gt_cls >= 0)).sum())
-    out["n_gt_ignore"] = int((kept & gt_ign & (gt_cls >= 0)).sum())
-    out["n_gt_dropped"] = int((~kept[: len(anns)]).sum())
-    out["n_dets_dropped"] = int((~res["det_kept"]).sum())
+    dets = Rows(
+        np.array([pos_of[d["image_id"]] for d in detections], dtype=np.int64),
+        np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4),
+        cls=np.array([cls_of[d["category_id"]] for d in detections], dtype=np.int64),
+        score=np.array([d["score"] for d in detections], dtype=np.float64),
+    )
+    return sizes, objects, region_rows, dets
+
+
+def _per_class(cats: list[dict], res: dict) -> list[dict]:
+    """``[{id, name, n_images, n_gt, AP, AP50, AP75, AR500}]`` in category order; None where no image has the class."""
     t75 = int(np.flatnonzero(np.isclose(IOU_THRS, 0.75))[0])
-    out["per_class"] = [
-        {
-            "id": c["id"],
-            "name": c.get("name", str(c["id"])),
-            "n_images": int(res["n_images"][j]),
-            "n_gt": int(res["n_gt"][j]),
-            **(
-                {
-                    "AP": float(res["ap"][j].mean()),
-                    "AP50": float(res["ap"][j, 0]),
-                    "AP75": float(res["ap"][j, t75]),
-                    "AR500": float(res["ar"][j, :, -1].mean()),
-                }
-                if res["n_images"][j]
-                else dict.fromkeys(("AP", "AP50", "AP75", "AR500"))
-            ),
-        }
-        for j, c in enumerate(cats)
-    ]
-    return out
+    rows = []
+    for j, c in enumerate(cats):
+        row = {"id": c["id"], "name": c.get("name", str(c["id"])), "n_images": int(res["n_images"][j]),
+               "n_gt": int(res["n_gt"][j])}  # fmt: skip
+        if res["n_images"][j]:
+            ap = res["ap"][j]
+            row.update(
+                AP=float(ap.mean()), AP50=float(ap[0]), AP75=float(ap[t75]), AR500=float(res["ar"][j, :, -1].mean())
+            )
+        else:
+            row.update(dict.fromkeys(("AP", "AP50", "AP75", "AR500")))
+        rows.append(row)
+    return rows
