@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-NAMES = ["pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor"]
-SOURCE = {0: "ignored_region", 11: "others"}
-
 
 def load_samples(root: Path) -> list[tuple[np.ndarray, int, int]]:
     """[(rows (n, 8), width, height)] of the annotation files listed in ``root/image_sizes.csv``."""
@@ -43,20 +40,14 @@ def load_samples(root: Path) -> list[tuple[np.ndarray, int, int]]:
 
 def synthesise(samples, n_images: int, n_dets: int, seed: int = 0) -> tuple[dict, list[dict]]:
     """A COCO ground truth (as ``yolo-ema prepare visdrone`` writes it) and ``n_dets`` detections per image."""
+    from yolo_ema.data.visdrone import GroundTruth
+
     rng = np.random.default_rng(seed)
-    gt = {"images": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(NAMES)]}
-    gt["annotations"], gt["ignore_regions"] = [], []
+    truth = GroundTruth()
     dets = []
     for i in range(1, n_images + 1):
         rows, w, h = samples[int(rng.integers(len(samples)))]
-        gt["images"].append({"id": i, "file_name": f"images/val/{i:07d}.jpg", "width": w, "height": h})
-        for x, y, bw, bh, score, cat, *_ in rows.tolist():
-            item = {"image_id": i, "category_id": int(cat), "bbox": [x, y, bw, bh]}
-            if cat in SOURCE or score == 0:
-                item["id"] = len(gt["ignore_regions"]) + 1
-                gt["ignore_regions"].append({**item, "source": SOURCE.get(int(cat), "score0")})
-            else:
-                gt["annotations"].append({**item, "id": len(gt["annotations"]) + 1, "area": bw * bh, "iscrowd": 0})
+        truth.add_rows(f"images/val/{i:07d}.jpg", w, h, rows.tolist())
         obj = rows[(rows[:, 5] >= 1) & (rows[:, 5] <= 10)]
         n_hit = min(len(obj), n_dets)
         hit = obj[rng.permutation(len(obj))[:n_hit]]
@@ -72,7 +63,7 @@ def synthesise(samples, n_images: int, n_dets: int, seed: int = 0) -> tuple[dict
         for k in np.argsort(-score, kind="stable"):
             b = boxes[k].round(2).tolist()
             dets.append({"image_id": i, "category_id": int(cls[k]), "bbox": b, "score": round(float(score[k]), 5)})
-    return gt, dets
+    return truth.as_dict("VisDrone-like val set"), dets
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from yolo_ema.data.visdrone import GroundTruth
 from yolo_ema.eval.metrics import evaluate_detections
 from yolo_ema.eval.visdrone_toolkit import IOU_THRS
 
@@ -177,29 +178,16 @@ def toolkit(gts, dets, sizes):
 # ---------------------------------------------------------------------------------------------------------------------
 # Toolkit rows <-> the COCO ground truth `yolo-ema prepare visdrone` writes.
 # ---------------------------------------------------------------------------------------------------------------------
-NAMES = ["pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor"]
-SOURCE = {0: "ignored_region", 11: "others"}
-
-
 def to_coco(gts, dets, sizes):
     """Rows per image -> (COCO gt dict, COCO detections in file order); images named so that name order = list order."""
-    gt = {"images": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(NAMES)]}
-    gt["annotations"], gt["ignore_regions"] = [], []
+    truth = GroundTruth()
     out = []
     for i, (rows, drows, (w, h)) in enumerate(zip(gts, dets, sizes), 1):
-        gt["images"].append({"id": i, "file_name": f"images/val/{i:07d}.jpg", "width": w, "height": h})
-        for r in rows:
-            x, y, bw, bh, score, cat = r[:6]
-            item = {"image_id": i, "category_id": int(cat), "bbox": [x, y, bw, bh]}
-            if cat in SOURCE or score == 0:
-                item["id"] = len(gt["ignore_regions"]) + 1
-                gt["ignore_regions"].append({**item, "source": SOURCE.get(int(cat), "score0")})
-            else:
-                gt["annotations"].append({**item, "id": len(gt["annotations"]) + 1, "area": bw * bh, "iscrowd": 0})
+        assert truth.add_rows(f"images/val/{i:07d}.jpg", w, h, rows) == i
         out += [
             {"image_id": i, "category_id": int(c), "bbox": [x, y, bw, bh], "score": s} for x, y, bw, bh, s, c in drows
         ]
-    return gt, out
+    return truth.as_dict("toolkit rows"), out
 
 
 def toolkit_ours(gts, dets, sizes):

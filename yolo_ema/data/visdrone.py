@@ -17,7 +17,7 @@ from pathlib import Path
 from yolo_ema.data import archives, catalogue, fsio, layout
 from yolo_ema.data.imagesize import IMG_EXT, BadImage, read_size
 from yolo_ema.data.layout import PrepareError
-from yolo_ema.data.visdrone_format import convert, parse
+from yolo_ema.data.visdrone_format import convert, ignore_source, parse
 
 COUNTS = (
     "images",
@@ -96,6 +96,20 @@ class GroundTruth:
                  "source": source}
             )  # fmt: skip
         return image_id
+
+    def add_rows(self, file_name: str, width: int, height: int, rows) -> int:
+        """Add one image from rows ``[x, y, w, h, score, category(, truncation, occlusion)]`` taken as they are, not
+        clipped (as the official toolkit scores its files); return its image id."""
+        boxes, ignores = [], []
+        for r in rows:
+            x, y, bw, bh, score, cat = r[:6]
+            cat = int(cat)
+            source = ignore_source(cat, score)
+            if source:
+                ignores.append(([x, y, bw, bh], source, cat))
+            else:
+                boxes.append((cat, [x, y, bw, bh], *(r[6:8] if len(r) >= 8 else (None, None))))
+        return self.add_image(file_name, width, height, boxes, ignores)
 
     def as_dict(self, description: str) -> dict:
         """The COCO JSON object: info, images, the catalogue's categories, annotations, ignore_regions."""

@@ -15,6 +15,13 @@ from typing import NamedTuple
 
 FIELDS = ("left", "top", "width", "height", "score", "category", "truncation", "occlusion")
 IGNORED_REGION, OTHERS = 0, 11
+_REGION_SOURCES = {IGNORED_REGION: "ignored_region", OTHERS: "others"}
+
+
+def ignore_source(category: int, score) -> str | None:
+    """Where a row goes for evaluation: "ignored_region" (category 0), "others" (11) or "score0" (score 0) are
+    ignore regions, kept out of training; None: a box (category c is YOLO class c - 1)."""
+    return _REGION_SOURCES.get(category) or ("score0" if score == 0 else None)
 
 
 class Row(NamedTuple):
@@ -127,12 +134,9 @@ def convert(rows: list[Row], width: int, height: int, name: str) -> Converted:
             continue
         box = [x1, y1, bw, bh]
         cat = r.category
-        if cat == IGNORED_REGION:
-            ignores.append((box, "ignored_region", cat))
-        elif cat == OTHERS:
-            ignores.append((box, "others", cat))
-        elif r.score == 0:
-            ignores.append((box, "score0", cat))
+        source = ignore_source(cat, r.score)
+        if source:
+            ignores.append((box, source, cat))
         else:
             clipped += cut
             lines.append(f"{cat - 1} {(x1 + bw / 2) * dw:.6f} {(y1 + bh / 2) * dh:.6f} {bw * dw:.6f} {bh * dh:.6f}\n")

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """How detections are made, over whole images and over sliced windows alike (the evaluation's defaults)."""
+    """How detections are made, over whole images and over sliced windows alike (the evaluation's defaults).
+
+    The fields are Ultralytics' predict arguments of the same names.
+    """
 
     imgsz: int | None = 640  # inference size; of each window when slicing (None there: the window size)
     device: str | None = "cpu"
@@ -130,18 +133,7 @@ def iter_predictions(
     if not paths:
         return
     cat_ids = None
-    stream = yolo.predict(
-        source=list(paths),
-        stream=True,
-        imgsz=s.imgsz,
-        device=s.device,
-        batch=s.batch,
-        conf=s.conf,
-        iou=s.iou,
-        max_det=s.max_det,
-        verbose=False,
-        save=False,
-    )
+    stream = yolo.predict(source=list(paths), stream=True, verbose=False, save=False, **asdict(s))
     for r in stream:
         if cat_ids is None:
             cat_ids = class_to_category(gt, r.names)
