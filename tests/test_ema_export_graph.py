@@ -50,6 +50,19 @@ def test_export_graph_has_no_constant_matmul_and_no_shape_arithmetic():
     assert not kinds & {"aten::matmul", "aten::linear", "aten::bmm", "aten::baddbmm", "aten::addmm"}, kinds
     assert "aten::Int" not in kinds  # no traced size cast to an integer
     assert "aten::instance_norm" in kinds and "aten::_convolution" in kinds
+    # onnx2tf (TensorFlow, LiteRT from ONNX) moves channels last and concatenates 3-D tensors along the wrong axis
+    ranks = {n.output().type().dim() for n in graph.nodes() if n.kind() == "aten::cat"}
+    assert ranks == {4}, ranks
+
+
+def test_graph_tap_features_match_the_eager_ones():
+    """The 4-D pooled numbers of the export graph are the eager path's nine per-channel numbers."""
+    from yolo_ema.nn.ema import corners, graph_tap_features, tap_features
+
+    x = torch.randn(2, 8, 5, 7)
+    ref = tap_features(x.mean(3), x.mean(2), corners(x))  # (2, 8, 9)
+    got = graph_tap_features(x, x.mean(3, keepdim=True), x.mean(2, keepdim=True))  # (2, 8, 1, 9)
+    torch.testing.assert_close(got.squeeze(2), ref)
 
 
 @pytest.mark.slow

@@ -85,6 +85,20 @@ def tap_weight(w3: torch.Tensor) -> torch.Tensor:
     )
 
 
+def graph_tap_features(x: torch.Tensor, x_h: torch.Tensor, x_w: torch.Tensor) -> torch.Tensor:
+    """:func:`tap_features` of the export graph, from 4-D tensors only: onnx2tf (TensorFlow, LiteRT) moves channels
+    last in every tensor and concatenates 3-D ones along the wrong axis.
+
+    Shapes: x (B, C, H, W), x_h ``x.mean(3, keepdim=True)`` (B, C, H, 1), x_w ``x.mean(2, keepdim=True)``
+    (B, C, 1, W) -> (B, C, 1, 9).
+    """
+    h, w = x_h.shape[2], x_w.shape[3]
+    last, first = slice(-1, None), slice(0, 1)
+    rows, cols = [x_h[:, :, last] / h, x_h[:, :, first] / h], [x_w[..., last] / w, x_w[..., first] / w]  # (B, C, 1, 1)
+    corner = [x[:, :, i, j] / (h * w) for i in (last, first) for j in (last, first)]  # (H-1, W-1), (H-1, 0), ...
+    return torch.cat([x_h.mean(2, keepdim=True), *rows, *cols, *corner], 3)  # (B, C, 1, 9)
+
+
 def corners(x: torch.Tensor) -> torch.Tensor:
     """``x[..., (H-1, 0), (W-1, 0)]`` (N, C, 2, 2): the corner each of the four corner taps misses."""
     rows = torch.cat([x[:, :, -1:], x[:, :, :1]], 2)  # (N, C, 2, W) last, first row
@@ -354,7 +368,7 @@ class EMA(EMAParameters):
         one InstanceNormalization for the GroupNorm statistics, no matrix product with constant weights (converters
         turn those into ``linear``, which NCNN lacks) and no traced size cast to an integer (coremltools fails on
         those): sizes only divide the pooled numbers, reshapes use the module's own channel numbers and -1, so batch,
-        height and width stay dynamic.
+        height and width stay dynamic; the pooled numbers stay 4-D (onnx2tf mislays 3-D tensors).
         """
         g, c = self.groups, self.channels
         cg = c // g
@@ -364,7 +378,7 @@ class EMA(EMAParameters):
         w1g, b1g = w1.repeat(g, 1, 1, 1), b1.repeat(g)  # (C, Cg, 1, 1), (C,): conv1x1 of every group
         y = x * F.conv2d(x_h, w1g, b1g, groups=g).sigmoid() * F.conv2d(x_w, w1g, b1g, groups=g).sigmoid()
         yn = torch.instance_norm(y, None, None, None, None, True, 0.0, self.gn.eps, False)  # (B, C, H, W)
-        feats = tap_features(x_h.squeeze(3), x_w.squeeze(2), corners(x)).unsqueeze(2)  # (B, C, 1, 9)
+        feats = graph_tap_features(x, x_h, x_w)  # (B, C, 1, 9)
         w_tap = tap_weight(w3).unsqueeze(2).repeat(g, 1, 1, 1)  # (C, Cg, 1, 9)
         s2 = F.conv2d(feats, w_tap, b3.repeat(g), groups=g)  # (B, C, 1, 1) spatial mean of conv3x3, identity (b)
         s2 = s2.reshape(-1, g, cg).softmax(2).reshape(-1, c, 1, 1)  # (B, C, 1, 1) softmax within each group
