@@ -1,6 +1,7 @@
 """The format matrix: shipped configs x export formats, each export loaded and compared with PyTorch.
 
     python -m yolo_ema.export.matrix --configs yolov8n-se yolov8n-ema yolo11n-c3k2-ema --imgsz 64 --out matrix.md
+    python -m yolo_ema.export.matrix --all --imgsz 64 --out matrix.md     # every shipped config at scale n
 
 Each config is built at its YAML scale with untrained weights (class-logit biases raised by 10 for detection, so
 NMS has boxes to compare), saved, exported through :func:`yolo_ema.export.exporting.export`, then checked:
@@ -86,11 +87,17 @@ def check_one(pt: Path, fmt: str, imgsz: int, folder: Path) -> tuple[bool, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m yolo_ema.export.matrix", description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", required=True, help="config names with scale, e.g. yolov8n-ema")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--configs", nargs="+", help="config names with scale, e.g. yolov8n-ema")
+    which.add_argument("--all", action="store_true", help="every shipped config at scale n")
     p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     p.add_argument("--imgsz", type=int, default=64)
     p.add_argument("--out", help="also write the markdown table here")
     args = p.parse_args(argv)
+    if args.all:
+        from yolo_ema.configs import _scaled, shipped_names
+
+        args.configs = [_scaled(name).removesuffix(".yaml") for name in shipped_names()]
     rows = ["| config | " + " | ".join(args.formats) + " |", "|---" * (len(args.formats) + 1) + "|"]
     failed = 0
     with tempfile.TemporaryDirectory(prefix="yolo-ema-matrix-") as tmp:
