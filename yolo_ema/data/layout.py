@@ -72,7 +72,7 @@ def gc_paused():
 
     The ground truth is hundreds of thousands of small dicts and lists, all alive until written, none in a cycle:
     each collection the allocations trigger walks them all and frees nothing. Measured on 3,000 VisDrone-sized
-    images: about 0.3 s of the ~2 s of CPU time of ``prepare visdrone`` (scripts/bench_prepare.py).
+    images (parse, convert and ground truth, in one process, 8 alternating runs): 0.8 s of CPU instead of 1.0 s.
     """
     was = gc.isenabled()
     gc.disable()
