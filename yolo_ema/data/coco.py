@@ -220,12 +220,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, prog
     if not source.is_dir():
         raise PrepareError(f"source folder {source} does not exist")
     split_entries = catalogue.dataset("coco")["splits"]
-    for folder in (
-        *(e["folder"] for e in split_entries.values()),
-        "annotations",
-    ):  # before OUT is created: a refused OUT leaves SRC as it was
-        if (source / folder).is_dir() and fsio.inside(out, source / folder):
-            raise PrepareError(f"output folder {out} overlaps source folder {source / folder}; choose another --out")
+    # before OUT is created: a refused OUT leaves SRC as it was
+    layout.refuse_overlap(out, [source / f for f in (*(e["folder"] for e in split_entries.values()), "annotations")])
     layout.start(out)
     found = {}
     for split, entry in split_entries.items():
@@ -235,11 +231,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, prog
                 found[split] = loc
     if not found:
         raise PrepareError(f"no COCO split found in {source}: expected annotations/instances_{{train,val}}2017.json")
-    for _ann, img in found.values():
-        if fsio.inside(out, img) or any(fsio.inside(img, out / s) for s in ("images", "labels", "annotations")):
-            raise PrepareError(f"output folder {out} overlaps source folder {img}; choose another --out")
-    report = {"dataset": "coco", "source": str(source), "splits": {}, "totals": dict.fromkeys(COUNTS, 0)}
-    report.update({k: [] for k in LISTS})
+    layout.refuse_overlap(out, [img for _ann, img in found.values()], after_start=True)
+    report = layout.new_report("coco", source, COUNTS)
     names = None
     for split, (ann, img) in found.items():
         res, gt, split_names = prepare_split(split, ann, img, source, out, progress)
@@ -248,20 +241,10 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, splits=None, prog
         names = split_names
         fsio.write_json(out / "annotations" / f"{split}.json", gt, sync=False)
         fsio.link_or_copy(str(ann), str(out / "annotations" / ann.name))
-        report["splits"][split] = {"source_folder": layout.rel(img, source), **res["counts"]}
-        for k, v in res["counts"].items():
-            report["totals"][k] += v
-        for k in LISTS:
-            report[k] += res[k]
-    report["warnings"] = [f"no {s} split: Ultralytics training needs one" for s in ("train", "val") if s not in found]
+        layout.add_split(report, split, layout.rel(img, source), res)
     layout.write_data_yaml(
         out, list(found), names, "COCO 2017 detection, prepared by `yolo-ema prepare coco`\nsource: " + str(source)
     )
-    report["outputs"] = {
-        "data_yaml": "data.yaml",
-        "images": {s: f"images/{s}" for s in found},
-        "labels": {s: f"labels/{s}" for s in found},
-        "annotations": {s: f"annotations/{s}.json" for s in found},
-        "original_annotations": {s: f"annotations/{a.name}" for s, (a, _) in found.items()},
-    }
+    layout.describe_outputs(report, found)
+    report["outputs"]["original_annotations"] = {s: f"annotations/{a.name}" for s, (a, _) in found.items()}
     return layout.finish(out, report)

@@ -36,6 +36,45 @@ def start(out: Path) -> None:
         fsio.remove_temps(out / sub)
 
 
+def refuse_overlap(out: Path, folders, after_start: bool = False) -> None:
+    """Raise PrepareError if OUT lies inside one of the source ``folders`` (those that exist), or, ``after_start``,
+    if a source folder lies inside OUT's images/, labels/ or annotations/."""
+    for folder in folders:
+        if after_start:
+            inside = fsio.inside(out, folder) or any(fsio.inside(folder, out / s) for s in ("images", "labels", "annotations"))  # fmt: skip
+        else:
+            inside = folder.is_dir() and fsio.inside(out, folder)
+        if inside:
+            raise PrepareError(f"output folder {out} overlaps source folder {folder}; choose another --out")
+
+
+def new_report(dataset: str, source: Path, counts) -> dict:
+    """report.json before any split: per-split counts, their totals and every problem list, all empty."""
+    report = {"dataset": dataset, "source": str(source), "splits": {}, "totals": dict.fromkeys(counts, 0)}
+    report.update({k: [] for k in PROBLEMS})
+    return report
+
+
+def add_split(report: dict, split: str, source_folder: str, result: dict) -> None:
+    """Add one split's ``{"counts": {...}, <problem list>: [...]}`` to the report."""
+    report["splits"][split] = {"source_folder": source_folder, **result["counts"]}
+    for k, v in result["counts"].items():
+        report["totals"][k] += v
+    for k in PROBLEMS:
+        report[k] += result[k]
+
+
+def describe_outputs(report: dict, splits) -> None:
+    """The report's warnings (a missing train or val split) and the output paths of ``splits``."""
+    report["warnings"] = [f"no {s} split: Ultralytics training needs one" for s in ("train", "val") if s not in splits]
+    report["outputs"] = {
+        "data_yaml": "data.yaml",
+        "images": {s: f"images/{s}" for s in splits},
+        "labels": {s: f"labels/{s}" for s in splits},
+        "annotations": {s: f"annotations/{s}.json" for s in splits},
+    }
+
+
 def split_dirs(out: Path, split: str) -> tuple[Path, Path]:
     return fsio.makedirs(out / "images" / split), fsio.makedirs(out / "labels" / split)
 

@@ -55,9 +55,7 @@ def find_splits(source: Path, out: Path, splits=None) -> dict[str, Path]:
             f"{f}/ (or {f}.zip)" for s, f in catalogue.split_folders("visdrone").items() if not splits or s in splits
         )
         raise PrepareError(f"no VisDrone-DET split found in {source}: expected {want}")
-    for d in found.values():
-        if fsio.inside(out, d) or any(fsio.inside(d, out / sub) for sub in ("images", "labels", "annotations")):
-            raise PrepareError(f"output folder {out} overlaps source folder {d}; choose another --out")
+    layout.refuse_overlap(out, found.values(), after_start=True)
     return found
 
 
@@ -234,32 +232,17 @@ def prepare(
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise PrepareError(f"source folder {source} does not exist")
-    for folder in catalogue.split_folders(
-        "visdrone"
-    ).values():  # checked before OUT is created, so a refused OUT leaves no trace in SRC
-        if (source / folder).is_dir() and fsio.inside(out, source / folder):
-            raise PrepareError(f"output folder {out} overlaps source folder {source / folder}; choose another --out")
+    # checked before OUT is created, so a refused OUT leaves no trace in SRC
+    layout.refuse_overlap(out, [source / f for f in catalogue.split_folders("visdrone").values()])
     layout.start(out)
     found = find_splits(source, out, splits)
-    report = {"dataset": "visdrone", "source": str(source), "splits": {}, "totals": dict.fromkeys(COUNTS, 0)}
-    report.update({k: [] for k in LISTS})
+    report = layout.new_report("visdrone", source, COUNTS)
     for split, src in found.items():
         res, gt = prepare_split(split, src, src.parent, out, progress)
         fsio.write_json(out / "annotations" / f"{split}.json", gt, sync=False)
-        origin = src.name if (source / src.name).is_dir() else f"{src.name}.zip"
-        report["splits"][split] = {"source_folder": origin, **res["counts"]}
-        for k, v in res["counts"].items():
-            report["totals"][k] += v
-        for k in LISTS:
-            report[k] += res[k]
-    report["warnings"] = [f"no {s} split: Ultralytics training needs one" for s in ("train", "val") if s not in found]
+        layout.add_split(report, split, src.name if (source / src.name).is_dir() else f"{src.name}.zip", res)
     if write_yaml:
         header = "VisDrone2019-DET, prepared by `yolo-ema prepare visdrone`\nsource: " + str(source)
         layout.write_data_yaml(out, list(found), catalogue.class_names("visdrone"), header)
-    report["outputs"] = {
-        "data_yaml": "data.yaml",
-        "images": {s: f"images/{s}" for s in found},
-        "labels": {s: f"labels/{s}" for s in found},
-        "annotations": {s: f"annotations/{s}.json" for s in found},
-    }
+    layout.describe_outputs(report, found)
     return layout.finish(out, report)
