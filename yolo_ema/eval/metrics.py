@@ -247,6 +247,14 @@ def with_score0_as_crowd(gt: dict) -> dict:
     return {**gt, "annotations": gt["annotations"] + extra}
 
 
+def checked_inputs(gt, detections: Iterable[dict], protocol: str, max_dets_per_image: int):
+    """(loaded GT, resolved protocol, checked detections, the same capped per image, highest scores first)."""
+    gt = load_gt(gt)
+    protocol = resolve_protocol(gt, protocol)
+    dets_in = check_detections(detections, gt)
+    return gt, protocol, dets_in, truncate_per_image(dets_in, max_dets_per_image)
+
+
 def evaluate_detections(
     gt: str | os.PathLike | dict,
     detections: Iterable[dict],
@@ -298,10 +306,7 @@ def evaluate_detections(
     """
     if max_dets_per_image < 1:
         raise ValueError(f"max_dets_per_image must be >= 1, got {max_dets_per_image}")
-    gt = load_gt(gt)
-    protocol = resolve_protocol(gt, protocol)
-    dets_in = check_detections(detections, gt)
-    dets = truncate_per_image(dets_in, max_dets_per_image)
+    gt, protocol, dets_in, dets = checked_inputs(gt, detections, protocol, max_dets_per_image)
     max_dets = sorted({*VISDRONE_MAX_DETS, COCO_MAX_DETS, max_dets_per_image})
 
     plain = CocoRun(gt, dets, max_dets, backend)
