@@ -196,7 +196,7 @@ def _convert_image(s: _Split, entry: os.DirEntry, anns: dict[str, os.DirEntry]) 
     s.counts["boxes_outside_image"] += len(conv.errors)
     s.gt.add_image(f"images/{s.split}/{fname}", w, h, conv.boxes, conv.ignores)
     s.changed |= fsio.write_text(os.path.join(s.lbl_out, stem + ".txt"), conv.labels, sync=False)
-    s.changed |= fsio.link_or_copy(entry.path, os.path.join(s.img_out, fname), entry.stat())
+    s.changed |= fsio.link_or_copy(entry.path, os.path.join(s.img_out, fname))  # stats the source only if needed
     s.keep_img.add(fname)
     s.keep_lbl.add(stem + ".txt")
 
