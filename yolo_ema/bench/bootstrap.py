@@ -21,15 +21,15 @@ import io
 import numpy as np
 
 from yolo_ema.bench import stats
-from yolo_ema.eval.gt import check_detections, drop_in_ignored, load_gt, truncate_per_image
+from yolo_ema.eval.gt import drop_in_ignored, truncate_per_image
 from yolo_ema.eval.metrics import (
     AREA_INF,
     COCO_MAX_DETS,
     MAX_DETS_PER_IMAGE,
     TINY_BUCKETS,
     _half_open,
+    checked_inputs,
     evaluator_inputs,
-    resolve_protocol,
     with_score0_as_crowd,
 )
 
@@ -112,10 +112,7 @@ class Scorer:
     """
 
     def __init__(self, gt: dict, detections: list[dict], protocol: str = "auto"):
-        gt = load_gt(gt)
-        protocol = resolve_protocol(gt, protocol)
-        dets_in = check_detections(detections, gt)
-        dets = truncate_per_image(dets_in, MAX_DETS_PER_IMAGE)
+        gt, protocol, dets_in, dets = checked_inputs(gt, detections, protocol, MAX_DETS_PER_IMAGE)
         self.n_images = len(gt["images"])
         self.plain = PerImage(gt, dets, {"all": _half_open(0, AREA_INF)}, COCO_MAX_DETS)
         gt_b, dets_b = gt, dets
