@@ -55,13 +55,16 @@ def test_export_graph_has_no_constant_matmul_and_no_shape_arithmetic():
     assert ranks == {4}, ranks
 
 
-def test_graph_tap_features_match_the_eager_ones():
-    """The 4-D pooled numbers of the export graph are the eager path's nine per-channel numbers."""
-    from yolo_ema.nn.ema import corners, graph_tap_features, tap_features
+def test_tap_features_are_the_nine_pooled_numbers():
+    """The one tap-feature function (eager path and export graph) against the definition, element by element."""
+    from yolo_ema.nn.ema import corners, tap_features
 
-    x = torch.randn(2, 8, 5, 7)
-    ref = tap_features(x.mean(3), x.mean(2), corners(x))  # (2, 8, 9)
-    got = graph_tap_features(x, x.mean(3, keepdim=True), x.mean(2, keepdim=True))  # (2, 8, 1, 9)
+    x = torch.randn(2, 8, 5, 7, dtype=torch.float64)
+    hw = 5 * 7
+    ref = torch.stack([x.mean((2, 3)), x[:, :, -1].sum(-1) / hw, x[:, :, 0].sum(-1) / hw, x[..., -1].sum(-1) / hw,
+                       x[..., 0].sum(-1) / hw, x[:, :, -1, -1] / hw, x[:, :, -1, 0] / hw, x[:, :, 0, -1] / hw,
+                       x[:, :, 0, 0] / hw], -1)  # fmt: skip
+    got = tap_features(x.mean(3, keepdim=True), x.mean(2, keepdim=True), corners(x))  # (2, 8, 1, 9)
     torch.testing.assert_close(got.squeeze(2), ref)
 
 

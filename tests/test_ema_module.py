@@ -301,7 +301,7 @@ def test_identity_b_tap_features_give_conv3x3_mean(shape):
     x = torch.randn(shape, dtype=torch.float64)
     conv = nn.Conv2d(shape[1], 5, 3, padding=1).double()
     expected = conv(x).mean((2, 3))  # (N, 5)
-    feats = tap_features(x.mean(3), x.mean(2), corners(x)).flatten(1)  # (N, C*9)
+    feats = tap_features(x.mean(3, keepdim=True), x.mean(2, keepdim=True), corners(x)).flatten(1)  # (N, C*9)
     got = feats @ tap_weight(conv.weight).flatten(1).t() + conv.bias
     assert (got - expected).abs().max().item() <= 1e-12
 

@@ -53,13 +53,17 @@ def tap_features(x_h: torch.Tensor, x_w: torch.Tensor, corners: torch.Tensor) ->
     """The nine per-channel numbers identity (b) needs: [total mean, last and first row sum, last and first column
     sum, the corners (H-1, W-1), (H-1, 0), (0, W-1), (0, 0)], each divided by H*W.
 
-    Shapes: x_h ``x.mean(3)`` (N, C, H), x_w ``x.mean(2)`` (N, C, W), corners :func:`corners` (N, C, 2, 2)
-    -> (N, C, 9).
+    Every tensor stays 4-D, so the same function serves the eager path and the export graph (onnx2tf, behind
+    TensorFlow and LiteRT, moves channels last and concatenates 3-D tensors along the wrong axis).
+
+    Shapes: x_h ``x.mean(3, keepdim=True)`` (N, C, H, 1), x_w ``x.mean(2, keepdim=True)`` (N, C, 1, W), corners
+    :func:`corners` (N, C, 2, 2) -> (N, C, 1, 9).
     """
-    h, w = x_h.shape[-1], x_w.shape[-1]
-    rows = torch.cat([x_h[..., -1:], x_h[..., :1]], -1) / h  # (N, C, 2) last, first row
-    cols = torch.cat([x_w[..., -1:], x_w[..., :1]], -1) / w  # (N, C, 2) last, first column
-    return torch.cat([x_h.mean(-1, keepdim=True), rows, cols, corners.flatten(-2) / (h * w)], -1)
+    h, w = x_h.shape[2], x_w.shape[3]
+    rows = torch.cat([x_h[:, :, -1:], x_h[:, :, :1]], 3) / h  # (N, C, 1, 2) last, first row
+    cols = torch.cat([x_w[..., -1:], x_w[..., :1]], 3) / w  # (N, C, 1, 2) last, first column
+    corner = torch.cat([corners[:, :, :1], corners[:, :, 1:]], 3) / (h * w)  # (N, C, 1, 4)
+    return torch.cat([x_h.mean(2, keepdim=True), rows, cols, corner], 3)
 
 
 def tap_weight(w3: torch.Tensor) -> torch.Tensor:
@@ -83,20 +87,6 @@ def tap_weight(w3: torch.Tensor) -> torch.Tensor:
         ],
         -1,
     )
-
-
-def graph_tap_features(x: torch.Tensor, x_h: torch.Tensor, x_w: torch.Tensor) -> torch.Tensor:
-    """:func:`tap_features` of the export graph, from 4-D tensors only: onnx2tf (TensorFlow, LiteRT) moves channels
-    last in every tensor and concatenates 3-D ones along the wrong axis.
-
-    Shapes: x (B, C, H, W), x_h ``x.mean(3, keepdim=True)`` (B, C, H, 1), x_w ``x.mean(2, keepdim=True)``
-    (B, C, 1, W) -> (B, C, 1, 9).
-    """
-    h, w = x_h.shape[2], x_w.shape[3]
-    last, first = slice(-1, None), slice(0, 1)
-    rows, cols = [x_h[:, :, last] / h, x_h[:, :, first] / h], [x_w[..., last] / w, x_w[..., first] / w]  # (B, C, 1, 1)
-    corner = [x[:, :, i, j] / (h * w) for i in (last, first) for j in (last, first)]  # (H-1, W-1), (H-1, 0), ...
-    return torch.cat([x_h.mean(2, keepdim=True), *rows, *cols, *corner], 3)  # (B, C, 1, 9)
 
 
 def corners(x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +125,7 @@ def _descriptors(
     # batch2 on CPU, so this is matmul + bias.)
     a = (torch.matmul(w1.view(cg, cg), pooled) + b1.view(1, cg, 1)).sigmoid()  # (N, Cg, H+W)
     s1 = beta.softmax(0)  # (Cg,) softmax of the spatial mean of the GroupNorm output, identity (a)
-    feats = tap_features(x_h, x_w, corner).flatten(1)  # (N, Cg*9)
+    feats = tap_features(x_h.unsqueeze(3), x_w.unsqueeze(2), corner).flatten(1)  # (N, Cg*9)
     s2 = (feats @ tap_weight(w3).flatten(1).t() + b3).softmax(1)  # (N, Cg), identity (b)
     w9 = collapsed_taps(w3, beta).reshape(cg, 9).t()  # (9, Cg)
     q = s2 * gamma  # (N, Cg)
@@ -204,7 +194,7 @@ def _attention(gx: torch.Tensor, params: tuple[torch.Tensor, ...], eps: float):
     x_h, x_w, corner = gx.mean(3), gx.mean(2), corners(gx)  # (N, Cg, H), (N, Cg, W), (N, Cg, 2, 2)
     a = torch.matmul(w1.reshape(cg, cg), torch.cat([x_h, x_w], 2))  # (N, Cg, H+W) conv1x1
     a_h, a_w = _split_gates(a.add_(b1.view(1, cg, 1)).sigmoid_(), h, w)
-    feats = tap_features(x_h, x_w, corner).flatten(1)  # (N, Cg*9)
+    feats = tap_features(x_h.unsqueeze(3), x_w.unsqueeze(2), corner).flatten(1)  # (N, Cg*9)
     s2 = torch.addmm(b3, feats, tap_weight(w3).flatten(1).t()).softmax(1)  # (N, Cg), identity (b)
     s1 = beta.softmax(0)  # (Cg,) identity (a)
     w9 = collapsed_taps(w3, beta).reshape(cg, 9).t()  # (9, Cg)
@@ -378,7 +368,7 @@ class EMA(EMAParameters):
         w1g, b1g = w1.repeat(g, 1, 1, 1), b1.repeat(g)  # (C, Cg, 1, 1), (C,): conv1x1 of every group
         y = x * F.conv2d(x_h, w1g, b1g, groups=g).sigmoid() * F.conv2d(x_w, w1g, b1g, groups=g).sigmoid()
         yn = torch.instance_norm(y, None, None, None, None, True, 0.0, self.gn.eps, False)  # (B, C, H, W)
-        feats = graph_tap_features(x, x_h, x_w)  # (B, C, 1, 9)
+        feats = tap_features(x_h, x_w, corners(x))  # (B, C, 1, 9)
         w_tap = tap_weight(w3).unsqueeze(2).repeat(g, 1, 1, 1)  # (C, Cg, 1, 9)
         s2 = F.conv2d(feats, w_tap, b3.repeat(g), groups=g)  # (B, C, 1, 1) spatial mean of conv3x3, identity (b)
         s2 = s2.reshape(-1, g, cg).softmax(2).reshape(-1, c, 1, 1)  # (B, C, 1, 1) softmax within each group
