@@ -1,5 +1,5 @@
-"""The benchmark's typed records: the train stage's marker round trip, the statistics stage on scored runs, and the
-document the report is written from."""
+"""The benchmark's typed records: the statistics stage on scored runs and the document the report is written from
+(the train stage's marker round trip: tests/test_bench_resume.py)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from yolo_ema.bench import bootstrap, pipeline, report, runner, stats
+from yolo_ema.bench import bootstrap, pipeline, report, stats
 from yolo_ema.bench.records import Picture, Results, ScoredRun, Statistics, TrainedRun
-from yolo_ema.bench.runner import Run, Settings
-
-
-def _fake_train(run, data_yaml, settings, folder, resume_from):
-    w = folder / "weights"
-    w.mkdir(parents=True, exist_ok=True)
-    for name in ("best.pt", "last.pt"):
-        (w / name).write_bytes(b"weights")
-    return {"weights": str(w / "best.pt"), "val": {"mAP50-95": 0.25, "mAP50": 0.5}}
-
-
-def test_trained_run_is_its_marker_read_back(tmp_path):
-    run, settings = Run("arm", "yolov8n-ema", "cfg/yolov8n-ema.yaml", 3), Settings(epochs=1, imgsz=64, batch=2)
-    trained = runner.train_run(run, tmp_path / "d.yaml", settings, tmp_path, train_fn=_fake_train, log=lambda m: None)
-    assert isinstance(trained, TrainedRun) and trained.status == "trained" and trained.run == "yolov8n-ema-seed3"
-    marker = json.loads((tmp_path / "runs" / run.name / runner.DONE).read_text())
-    assert marker == json.loads(json.dumps(trained.marker())) and "status" not in marker
-    assert marker["settings"] == settings.as_dict() and marker["val"] == {"mAP50-95": 0.25, "mAP50": 0.5}
-    again = runner.train_run(run, tmp_path / "d.yaml", settings, tmp_path, train_fn=_fake_train, log=lambda m: None)
-    assert again == dataclasses.replace(trained, status="skipped")
-    with pytest.raises(dataclasses.FrozenInstanceError):  # a later stage cannot change what training gave
-        again.weights = "other.pt"
 
 
 def _scored(label, role, seed, full_ap50, boot_ap50):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from yolo_ema.bench import runner
+from yolo_ema.bench.records import TrainedRun
 from yolo_ema.bench.runner import BenchmarkError, Run, Settings
 
 SETTINGS = Settings(epochs=1, imgsz=64, batch=2)
@@ -45,6 +47,20 @@ def test_finished_run_is_not_retrained(tmp_path):
     assert fake.calls == [("yolov8n-seed0", None), ("yolov8n-ema-seed0", None)]
     again = runner.train_run(ema, tmp_path / "data.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
     assert again.status == "skipped" and len(fake.calls) == 2
+
+
+def test_trained_run_is_its_marker_read_back(tmp_path):
+    fake = FakeTrain()
+    run = Run("arm", "yolov8n-ema", "cfg/yolov8n-ema.yaml", 3)
+    trained = runner.train_run(run, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
+    assert isinstance(trained, TrainedRun) and trained.status == "trained" and trained.run == "yolov8n-ema-seed3"
+    marker = json.loads((tmp_path / "runs" / run.name / runner.DONE).read_text())
+    assert marker == json.loads(json.dumps(trained.marker())) and "status" not in marker
+    assert marker["settings"] == SETTINGS.as_dict() and marker["val"] == {"mAP50-95": 0.25, "mAP50": 0.5}
+    again = runner.train_run(run, tmp_path / "d.yaml", SETTINGS, tmp_path, train_fn=fake, log=lambda m: None)
+    assert again == dataclasses.replace(trained, status="skipped") and len(fake.calls) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a later stage cannot change what training gave
+        again.weights = "other.pt"
 
 
 def test_half_finished_run_is_resumed(tmp_path, monkeypatch):

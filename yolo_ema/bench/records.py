@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from yolo_ema.bench.bootstrap import Scores
 
-ROLES = ("pretrain", "baseline", "arm")
-
 
 @dataclass(frozen=True)
 class TrainedRun:
@@ -27,7 +25,7 @@ class TrainedRun:
     validation ({mAP50-95, mAP50}, None when not run); ``settings``/``worker``: what trained it (None: given)."""
 
     run: str  # <label>-seed<k>
-    role: str  # one of ROLES
+    role: str  # pretrain, baseline or arm
     label: str
     cfg: str
     seed: int
