@@ -156,15 +156,12 @@ def _convert_boxes(image_id: int, boxes: list, size: tuple[int, int], cls: dict,
 
 @dataclass
 class _Split:
-    """One split's conversion in progress: what it has gathered and the files it keeps."""
+    """One split's conversion in progress: what it has gathered."""
 
     lists: dict = field(default_factory=lambda: {k: [] for k in LISTS})
     counts: dict = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     images: list = field(default_factory=list)  # COCO image entries written
     annotations: list = field(default_factory=list)
-    keep_img: set = field(default_factory=set)
-    keep_lbl: set = field(default_factory=set)
-    changed: bool = False  # a label or image link was (re)written
 
 
 def prepare_split(split: str, ann_path: Path, img_dir: Path, source: Path, out: Path, progress: bool = True):
@@ -176,7 +173,7 @@ def prepare_split(split: str, ann_path: Path, img_dir: Path, source: Path, out: 
     s = _Split()
     images = _images(data, name, s.lists["malformed_rows"])
     per_image = _boxes_by_image(data, name, cls, images, s.lists["malformed_rows"])
-    img_out, lbl_out = layout.split_dirs(out, split)
+    files = layout.SplitFiles.open(out, split)
     order = sorted(images)
     with layout.gc_paused():
         for image_id in layout.progress(order, len(order), f"coco {split}", progress):
@@ -192,14 +189,8 @@ def prepare_split(split: str, ann_path: Path, img_dir: Path, source: Path, out: 
             s.images.append(
                 {"id": image_id, "file_name": f"images/{split}/{fname}", "width": size[0], "height": size[1]}
             )
-            stem = os.path.splitext(fname)[0]
-            s.changed |= fsio.write_text(lbl_out / f"{stem}.txt", labels, sync=False)
-            s.changed |= fsio.link_or_copy(str(img_dir / fname), str(img_out / fname))
-            s.keep_img.add(fname)
-            s.keep_lbl.add(f"{stem}.txt")
-    s.changed |= bool(fsio.prune(img_out, s.keep_img)) | bool(fsio.prune(lbl_out, s.keep_lbl))
-    if s.changed:
-        layout.drop_cache(out, split)
+            files.add(str(img_dir / fname), fname, labels)
+    files.close(out, split)
     s.counts["boxes_outside_image"] = sum("lies outside" in m for m in s.lists["malformed_rows"])
     for k in LISTS:
         s.counts[k] = len(s.lists[k])

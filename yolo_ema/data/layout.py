@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yolo_ema.data import fsio
@@ -75,8 +76,34 @@ def describe_outputs(report: dict, splits) -> None:
     }
 
 
-def split_dirs(out: Path, split: str) -> tuple[Path, Path]:
-    return fsio.makedirs(out / "images" / split), fsio.makedirs(out / "labels" / split)
+@dataclass
+class SplitFiles:
+    """A split's output folders and the files this run wrote into them; the rest is pruned by :meth:`close`."""
+
+    img_out: str
+    lbl_out: str
+    keep_img: set = field(default_factory=set)
+    keep_lbl: set = field(default_factory=set)
+    changed: bool = False  # a label or image link was (re)written
+
+    @classmethod
+    def open(cls, out: Path, split: str) -> SplitFiles:
+        """``OUT/images/<split>`` and ``OUT/labels/<split>``, created if missing."""
+        return cls(str(fsio.makedirs(out / "images" / split)), str(fsio.makedirs(out / "labels" / split)))
+
+    def add(self, image: str, fname: str, labels: str) -> None:
+        """Write image ``fname``'s YOLO label text and link (or copy) the source ``image`` under that name."""
+        stem = os.path.splitext(fname)[0]
+        self.changed |= fsio.write_text(os.path.join(self.lbl_out, stem + ".txt"), labels, sync=False)
+        self.changed |= fsio.link_or_copy(image, os.path.join(self.img_out, fname))  # stats the source only if needed
+        self.keep_img.add(fname)
+        self.keep_lbl.add(stem + ".txt")
+
+    def close(self, out: Path, split: str) -> None:
+        """Remove what this run did not write; drop Ultralytics' label cache if anything changed."""
+        self.changed |= bool(fsio.prune(self.img_out, self.keep_img)) | bool(fsio.prune(self.lbl_out, self.keep_lbl))
+        if self.changed:
+            drop_cache(out, split)
 
 
 def drop_cache(out: Path, split: str) -> None:

@@ -135,17 +135,13 @@ class _Split:
     """One split's conversion in progress: where it reads and writes, and what it has gathered."""
 
     split: str
-    img_out: Path
-    lbl_out: Path
+    files: layout.SplitFiles
     image_name: Callable[[str], str]  # file name -> name in problem messages
     ann_name: Callable[[str], str]
     lists: dict = field(default_factory=lambda: {k: [] for k in LISTS})
     counts: dict = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     gt: GroundTruth = field(default_factory=GroundTruth)
     seen: set = field(default_factory=set)  # name stems converted
-    keep_img: set = field(default_factory=set)
-    keep_lbl: set = field(default_factory=set)
-    changed: bool = False  # a label or image link was (re)written
 
 
 def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress: bool = True) -> tuple[dict, dict]:
@@ -153,17 +149,15 @@ def prepare_split(split: str, src: Path, source_root: Path, out: Path, progress:
 
     Labels and image links that are already right are not rewritten.
     """
-    img_out, lbl_out = layout.split_dirs(out, split)
+    files = layout.SplitFiles.open(out, split)
     images = _scan(src / "images", IMG_EXT)
     anns = {os.path.splitext(n)[0]: e for n, e in _scan(src / "annotations", {".txt"}).items()}
-    s = _Split(split, img_out, lbl_out, _namer(src / "images", source_root), _namer(src / "annotations", source_root))
+    s = _Split(split, files, _namer(src / "images", source_root), _namer(src / "annotations", source_root))
     with layout.gc_paused():
         for fname in layout.progress(sorted(images), len(images), f"visdrone {split}", progress):
             _convert_image(s, images[fname], anns)
     s.lists["annotations_without_image"] = sorted(s.ann_name(anns[k].name) for k in anns if k not in s.seen)
-    s.changed |= bool(fsio.prune(img_out, s.keep_img)) | bool(fsio.prune(lbl_out, s.keep_lbl))
-    if s.changed:
-        layout.drop_cache(out, split)
+    files.close(out, split)
     return _totals(s), s.gt.as_dict(f"VisDrone2019-DET {split} ground truth (yolo-ema prepare visdrone)")
 
 
@@ -195,10 +189,7 @@ def _convert_image(s: _Split, entry: os.DirEntry, anns: dict[str, os.DirEntry]) 
     s.counts["boxes_clipped"] += conv.clipped
     s.counts["boxes_outside_image"] += len(conv.errors)
     s.gt.add_image(f"images/{s.split}/{fname}", w, h, conv.boxes, conv.ignores)
-    s.changed |= fsio.write_text(os.path.join(s.lbl_out, stem + ".txt"), conv.labels, sync=False)
-    s.changed |= fsio.link_or_copy(entry.path, os.path.join(s.img_out, fname))  # stats the source only if needed
-    s.keep_img.add(fname)
-    s.keep_lbl.add(stem + ".txt")
+    s.files.add(entry.path, fname, conv.labels)
 
 
 def _totals(s: _Split) -> dict:
